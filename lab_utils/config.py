@@ -1,0 +1,243 @@
+"""Profiles, reproducibility, and validated YAML configs.
+
+* ``get_profile()`` — ``"quick"`` (synthetic data, small models, CPU, offline) or ``"full"``
+  (pretrained weights, real data, GPU). ``LAB_PROFILE`` decides; unset, it is ``full`` on
+  a CUDA machine and ``quick`` elsewhere.
+* ``setup_notebook(name)`` — the first code cell of every notebook: picks the profile,
+  pins threads, seeds everything and prints one line saying what was chosen and why.
+* ``load_config(path)`` — reads a YAML file and validates it against the schema of its
+  family (``configs/<family>.yml``; see ``lab_utils.config_schemas``). In the quick
+  profile ``configs/<family>.quick.yml`` is merged on top: it changes sizes, never the
+  meaning of a key.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import yaml
+
+from . import paths
+
+PROFILES = ("quick", "full")
+QUICK_THREADS = 2  # 1 and 2 threads sum in different orders: pin it so every machine agrees
+
+
+class ConfigError(ValueError):
+    """A config file or setting the lab cannot use; the message says what to change."""
+
+
+# --------------------------------------------------------------------------- profiles
+def _profile_and_reason() -> tuple[str, str]:
+    value = os.environ.get("LAB_PROFILE", "").strip()
+    if value:
+        if value.lower() not in PROFILES:
+            raise ConfigError(
+                f"LAB_PROFILE={value!r} is not a profile. Allowed: {', '.join(PROFILES)}. "
+                "Set it before starting Python (`export LAB_PROFILE=quick`, or "
+                "`%env LAB_PROFILE=quick` as a notebook's first cell), or unset it to let "
+                "the lab choose (full on a CUDA GPU, quick otherwise).")
+        return value.lower(), f"LAB_PROFILE={value.lower()} was set"
+    if torch.cuda.is_available():
+        return "full", f"LAB_PROFILE is not set and a CUDA GPU ({torch.cuda.get_device_name(0)}) is available"
+    return "quick", "LAB_PROFILE is not set and no CUDA GPU was found"
+
+
+def get_profile() -> str:
+    """``"quick"`` or ``"full"``: ``LAB_PROFILE`` if set, else ``full`` with CUDA, else ``quick``."""
+    return _profile_and_reason()[0]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (CPU and CUDA) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def get_device(profile: str | None = None) -> torch.device:
+    """CUDA in the full profile when available; the quick profile always runs on the CPU."""
+    profile = profile or get_profile()
+    if profile == "full" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@dataclass
+class Lab:
+    """What ``setup_notebook`` chose: profile, device, seed and the notebook's output folder."""
+
+    name: str
+    profile: str
+    reason: str
+    device: torch.device
+    seed: int
+    threads: int
+    out_dir: Path = field(repr=False)
+
+    @property
+    def quick(self) -> bool:
+        return self.profile == "quick"
+
+    def log_metrics(self, **metrics: Any) -> Path:
+        """Merge ``metrics`` into ``outputs/<notebook>/metrics.json`` (read by ``make lab``)."""
+        path = self.out_dir / "metrics.json"
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update({k: _jsonable(v) for k, v in metrics.items()})
+        path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (torch.Tensor, np.generic)):
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def setup_notebook(name: str, seed: int = 0) -> Lab:
+    """First cell of every notebook: choose the profile, pin threads, seed, print one line.
+
+    The quick profile pins torch to ``QUICK_THREADS`` threads so that results are the same
+    on a 2-core CI runner and an 8-core laptop. Figures go to ``outputs/<name>/``.
+    """
+    profile, reason = _profile_and_reason()
+    if profile == "quick":
+        torch.set_num_threads(QUICK_THREADS)
+    os.environ["LAB_NOTEBOOK"] = name  # where lab_utils.viz.save_figure writes
+    seed_everything(seed)
+    device = get_device(profile)
+    lab = Lab(name=name, profile=profile, reason=reason, device=device, seed=seed,
+              threads=torch.get_num_threads(), out_dir=paths.outputs_dir(name))
+    print(f"Profile: {profile} ({reason}) · device: {device.type} · "
+          f"torch threads: {lab.threads} · seed: {seed}")
+    return lab
+
+
+# --------------------------------------------------------------------------- configs
+class Config(dict):
+    """A dict whose keys are also attributes (``cfg.fusion.method``)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"config has no key {key!r}; keys: {', '.join(self)}") from None
+
+    def to_dict(self) -> dict:
+        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        known = sorted(p.name for p in paths.configs_dir().glob("*.yml"))
+        raise ConfigError(f"Config file not found: tried {path.resolve()}. "
+                          f"Configs in {paths.configs_dir()}: {', '.join(known) or 'none'}.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}. Fix the file "
+                          "(indentation and 'key: value' pairs) and load it again.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected 'key: value' pairs at the top level, "
+                          f"got a {type(data).__name__}.")
+    return data
+
+
+def _merge(base: dict, override: Mapping) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def validate(data: Mapping, schema: Mapping, source: str = "config", prefix: str = "",
+             partial: bool = False) -> Config:
+    """Check ``data`` against ``schema`` (see ``lab_utils.config_schemas``) and coerce values.
+
+    Raises ``ConfigError`` naming the key and the value for an unknown key (with the known
+    keys and the closest match), a missing key, a wrong type or an invalid choice/range.
+    ``partial=True`` allows missing keys (for override files).
+    """
+    from .config_schemas import Field
+
+    out = Config()
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
+            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
+            raise ConfigError(f"{source}: unknown key {dotted!r}.{hint} "
+                              f"Known keys{' under ' + prefix[:-1] if prefix else ''}: "
+                              f"{', '.join(map(str, schema))}.")
+        spec = schema[key]
+        if isinstance(spec, Field):
+            out[key] = spec.coerce(value, dotted, source)
+        else:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: {dotted!r} must be a section with keys "
+                                  f"{', '.join(spec)}, got {value!r}.")
+            out[key] = validate(value, spec, source, dotted + ".", partial)
+    if not partial:
+        for key, spec in schema.items():
+            if key in out:
+                continue
+            if isinstance(spec, Field) and spec.has_default:
+                out[key] = spec.default
+            else:
+                raise ConfigError(f"{source}: missing key {prefix}{key!r}; add it "
+                                  f"(see the comments in the lab's configs/ files).")
+    return out
+
+
+def load_config(path: str | os.PathLike, profile: str | None = None,
+                schema: Mapping | None = None) -> Config:
+    """Load and validate a YAML config; returns a ``Config`` (dict with attribute access).
+
+    The schema comes from the file's family: ``configs/model.yml`` → ``SCHEMAS["model"]``.
+    In the quick profile, ``<family>.quick.yml`` next to it (if present) is merged on top,
+    validated with the same schema.
+    """
+    from .config_schemas import SCHEMAS
+
+    path = Path(path)
+    family = path.name.split(".")[0]
+    if schema is None:
+        if family not in SCHEMAS:
+            raise ConfigError(f"{path}: no schema for config family {family!r}. Known "
+                              f"families: {', '.join(sorted(SCHEMAS))} (the file name "
+                              "before the first dot picks it).")
+        schema = SCHEMAS[family]
+    profile = profile or get_profile()
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not a profile. Allowed: {', '.join(PROFILES)}.")
+    data = _read_yaml(path)
+    validate(data, schema, str(path))
+    override = path.with_name(f"{family}.quick.yml")
+    if profile == "quick" and override != path and override.is_file():
+        extra = _read_yaml(override)
+        validate(extra, schema, str(override), partial=True)
+        data = _merge(data, extra)
+    return validate(data, schema, str(path))

@@ -1,0 +1,128 @@
+"""Loading pretrained weights the way a course needs it: offline-safe and explicit.
+
+``load_pretrained(cls, name_or_path, quick_config=..., what=...)``:
+
+* a **local directory** (``save_pretrained`` output) is always loaded as is;
+* a **hub id** in the **quick** profile is never fetched: a small model of the same
+  architecture (``quick_config``, random weights) is built instead and one line says so;
+* a **hub id** in the **full** profile comes from the local Hugging Face cache, or from
+  the hub when it is reachable. With no network (or ``HF_HUB_OFFLINE=1``) it fails within
+  seconds with ``PretrainedUnavailable`` saying what to do — never a silent swap.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from torch import nn
+
+from ..config import get_profile
+
+
+class PretrainedUnavailable(RuntimeError):
+    """Pretrained weights that cannot be loaded here; the message says what to do."""
+
+
+def is_local_dir(name_or_path: str | os.PathLike) -> bool:
+    return Path(str(name_or_path)).expanduser().is_dir()
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection attempt to the hub (``HF_ENDPOINT``), so that a machine without
+    network fails in seconds instead of retrying downloads."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def describe_config(config: Any) -> str:
+    """A short human description of a transformers config (layers, width, heads, input)."""
+    parts = []
+    for attr, label in (("num_hidden_layers", "layers"), ("hidden_size", "hidden"),
+                        ("num_attention_heads", "heads")):
+        if hasattr(config, attr):
+            parts.append(f"{getattr(config, attr)} {label}" if label != "hidden" else f"hidden {getattr(config, attr)}")
+    if hasattr(config, "image_size"):
+        parts.append(f"{config.image_size} px, patch {getattr(config, 'patch_size', '?')}")
+    return ", ".join(parts)
+
+
+def quick_vit_config(**overrides: Any):
+    """The quick profile's small ViT: 32 px images, 8-px patches (16 patches + [CLS]),
+    hidden 64, 4 layers, 4 heads, MLP 128 — the ViT-B architecture, shrunk."""
+    from transformers import ViTConfig
+
+    settings = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=64,
+                    num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
+                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, qkv_bias=True)
+    settings.update(overrides)
+    return ViTConfig(**settings)
+
+
+def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_config: Any = None,
+                    what: str = "model", profile: str | None = None, verbose: bool = True,
+                    **kwargs: Any) -> Any:
+    """Load ``model_cls.from_pretrained(name_or_path)`` following the profile rules above.
+
+    Args:
+        model_cls: a transformers class (``ViTModel``, ``CLIPModel``, ``AutoTokenizer`` …).
+        name_or_path: a hub id (``google/vit-base-patch16-224-in21k``) or a local directory.
+        quick_config: the small config used instead of a hub id in the quick profile.
+        what: how to name this model in messages ("ViT backbone", "CLIP text encoder").
+    """
+    profile = profile or get_profile()
+    name = str(name_or_path)
+    if is_local_dir(name):
+        try:
+            return model_cls.from_pretrained(name, **kwargs)
+        except (OSError, ValueError, KeyError) as err:
+            raise PretrainedUnavailable(
+                f"{what}: could not load {getattr(model_cls, '__name__', model_cls)} from the local "
+                f"directory {name}: {err}. The folder should hold what save_pretrained() writes "
+                "(config.json and model.safetensors, plus tokenizer files for a tokenizer).") from None
+    if profile == "quick":
+        if quick_config is None:
+            raise PretrainedUnavailable(
+                f"{what}: {name!r} would have to be downloaded, and the quick profile never "
+                "downloads. Pass a local directory, or run with LAB_PROFILE=full on a machine "
+                "with internet.")
+        if verbose:
+            print(f"Quick profile: {what} is a small {getattr(model_cls, '__name__', 'model')} "
+                  f"({describe_config(quick_config)}, random init) instead of {name}.")
+        return model_cls(quick_config)
+    try:  # the local cache first: works offline once a model was downloaded
+        return model_cls.from_pretrained(name, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass
+    how = (f"On Colab or any machine with internet, unset HF_HUB_OFFLINE and run again; or "
+           f"download it once (`huggingface-cli download {name}`, or from_pretrained + "
+           f"save_pretrained into a folder) and pass that folder's path; or use "
+           f"LAB_PROFILE=quick to run with small random-init models.")
+    if _offline():
+        raise PretrainedUnavailable(f"{what}: {name} is not in the local Hugging Face cache "
+                                    f"and HF_HUB_OFFLINE=1 forbids downloading. {how}")
+    if not _hub_reachable():
+        raise PretrainedUnavailable(f"{what}: {name} is not cached and the Hugging Face hub "
+                                    f"cannot be reached from this machine. {how}")
+    try:
+        return model_cls.from_pretrained(name, **kwargs)
+    except OSError as err:
+        raise PretrainedUnavailable(f"{what}: downloading {name} failed ({err}). {how}") from None
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """``{"trainable": n, "frozen": n, "total": n}`` parameter counts of ``module``."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in module.parameters())
+    return {"trainable": trainable, "frozen": total - trainable, "total": total}

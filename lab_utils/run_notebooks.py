@@ -1,0 +1,94 @@
+"""Execute the lab's notebooks top to bottom and summarise them (``make lab``).
+
+    python -m lab_utils.run_notebooks notebooks/*.ipynb            # copies → outputs/<nb>/
+    python -m lab_utils.run_notebooks notebooks/*.ipynb --inplace  # refresh stored outputs
+
+Each notebook runs in a fresh kernel from the ``notebooks/`` folder, in the quick profile
+unless ``LAB_PROFILE`` says otherwise, offline. A failing notebook is reported with its
+cell and error and the others still run. The summary table lists status, wall seconds and
+the headline metrics each notebook wrote to ``outputs/<nb>/metrics.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+from .paths import outputs_dir, repo_root
+
+
+def _headline(metrics: dict, limit: int = 4) -> str:
+    items = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:limit])
+
+
+def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
+    """Execute one notebook; returns ``{notebook, status, seconds, error, metrics}``."""
+    name = path.stem
+    out_dir = outputs_dir(name)
+    metrics_file = out_dir / "metrics.json"
+    if metrics_file.exists():
+        metrics_file.unlink()  # only this run's numbers count
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        client.execute()
+    except CellTimeoutError as err:
+        status, error = "timeout", str(err).strip().splitlines()[0]
+    except CellExecutionError as err:
+        cell = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        status = "failed"
+        error = f"cell {cell}: {err.ename}: {err.evalue}" if cell is not None else f"{err.ename}: {err.evalue}"
+    seconds = time.perf_counter() - start
+    nbformat.write(nb, path if (inplace and status == "ok") else out_dir / path.name)
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    return {"notebook": name, "status": status, "seconds": round(seconds, 1), "error": error, "metrics": metrics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--inplace", action="store_true", help="write outputs back into the notebooks")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("LAB_PROFILE", "quick")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    os.environ["LAB_ROOT"] = str(repo_root())
+
+    results = []
+    for path in args.notebooks:
+        print(f"▶ {path.name} …", flush=True)
+        result = run_notebook(path.resolve(), args.inplace, args.timeout)
+        print(f"  {result['status']} in {result['seconds']:.1f} s" +
+              (f" — {result['error']}" if result["error"] else ""), flush=True)
+        results.append(result)
+
+    width = max(len(r["notebook"]) for r in results)
+    print(f"\nSummary (profile {os.environ['LAB_PROFILE']}):")
+    print(f"{'notebook':<{width}}  {'status':<8} {'wall s':>7}  headline metrics")
+    for r in results:
+        detail = r["error"] if r["error"] else _headline(r["metrics"])
+        print(f"{r['notebook']:<{width}}  {r['status']:<8} {r['seconds']:>7.1f}  {detail}")
+    total = sum(r["seconds"] for r in results)
+    print(f"{'total':<{width}}  {'':<8} {total:>7.1f}")
+    (outputs_dir() / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,558 @@
+"""One training loop for every notebook, plus losses, optimizers and checkpoints.
+
+* ``fit`` — progress bar with samples/s, AMP on CUDA, gradient accumulation and clipping,
+  early stopping on a validation metric, best/last checkpoints, resume after an
+  interruption (a resumed CPU run ends with the same weights as an uninterrupted one),
+  a NaN/inf guard, and the history as a pandas DataFrame.
+* ``save_checkpoint`` / ``load_checkpoint`` — one safetensors file holding the weights,
+  the optimizer and scheduler state and any JSON-able extras, written atomically.
+* ``contrastive_loss`` — CLIP's symmetric InfoNCE (notebook 02).
+* ``get_optimizer_and_scheduler`` — AdamW with a backbone group at 0.1 × the head's
+  learning rate and a cosine schedule with warm-up (notebook 04).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import metrics as M
+
+StepFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
+
+
+# --------------------------------------------------------------------------- batches
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """Move every tensor inside a (nested) dict / list / tuple batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    values = batch.values() if isinstance(batch, Mapping) else batch
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value.shape[0]
+    return 1
+
+
+def classification_step(inputs: Sequence[str] = ("pixel_values",), label_key: str = "label",
+                        label_smoothing: float = 0.0) -> StepFn:
+    """A ``step_fn`` for classifiers: ``logits = model(*batch[inputs])``, cross-entropy.
+
+    Dict batches use the keys ``inputs`` and ``label_key``; tuple batches are
+    ``(*inputs, labels)``. Models may return a tensor ``(B, C)`` or an object with ``.logits``.
+    """
+    def step(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        if isinstance(batch, Mapping):
+            args, labels = [batch[k] for k in inputs], batch[label_key]
+        else:
+            *args, labels = batch
+        logits = model(*args)
+        logits = getattr(logits, "logits", logits)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        return {"loss": loss, "logits": logits.detach(), "labels": labels}
+    return step
+
+
+# --------------------------------------------------------------------------- evaluation
+def _autocast(device: torch.device, amp: bool | None):
+    if _amp_dtype(device, amp) is None:
+        return torch.autocast(device_type=device.type, enabled=False)
+    return torch.autocast(device_type="cuda", dtype=_amp_dtype(device, amp))
+
+
+def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16; no AMP on the CPU (or when amp=False)."""
+    if device.type != "cuda" or amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
+             device: torch.device | str | None = None, amp: bool | None = None,
+             prefix: str = "val_") -> dict[str, float]:
+    """Average loss over ``loader`` and, when the step returns logits and labels,
+    accuracy and macro-F1. Keys are prefixed (``val_loss``, ``val_acc``, ``val_f1_macro``)."""
+    step_fn = step_fn or classification_step()
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count, preds, labels = 0.0, 0, [], []
+    for batch in loader:
+        batch = to_device(batch, device)
+        with _autocast(device, amp):
+            out = step_fn(model, batch)
+        n = _batch_size(batch)
+        total += float(out["loss"]) * n
+        count += n
+        if "logits" in out and "labels" in out:
+            preds.append(out["logits"].argmax(-1).cpu())
+            labels.append(out["labels"].cpu())
+    model.train(was_training)
+    result = {f"{prefix}loss": total / max(count, 1)}
+    if preds:
+        y_pred, y_true = torch.cat(preds).numpy(), torch.cat(labels).numpy()
+        result[f"{prefix}acc"] = M.accuracy(y_true, y_pred)
+        result[f"{prefix}f1_macro"] = M.macro_f1(y_true, y_pred)
+    return result
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
+            device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits (N, C), labels (N,))`` of a classifier over ``loader``, on the CPU."""
+    step_fn = step_fn or classification_step()
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for batch in loader:
+        out = step_fn(model, to_device(batch, device))
+        logits.append(out["logits"].float().cpu())
+        labels.append(out["labels"].cpu())
+    model.train(was_training)
+    return torch.cat(logits), torch.cat(labels)
+
+
+class EarlyStopping:
+    """Stop when ``metric`` has not improved for ``patience`` epochs.
+
+    ``step(value)`` returns True when ``value`` is a new best. ``mode="max"`` for scores
+    (macro-F1), ``"min"`` for losses. ``min_delta``: the smallest change that counts.
+    """
+
+    def __init__(self, patience: int, mode: str = "max", min_delta: float = 0.0):
+        if patience < 1:
+            raise ValueError(f"patience must be ≥ 1, got {patience}")
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.patience, self.mode, self.min_delta = patience, mode, min_delta
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.epoch = 0
+
+    def step(self, value: float) -> bool:
+        self.epoch += 1
+        better = self.best is None or (
+            value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta)
+        if better:
+            self.best, self.best_epoch, self.bad_epochs = float(value), self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "epoch": self.epoch}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        for key in ("best", "best_epoch", "bad_epochs", "epoch"):
+            setattr(self, key, state[key])
+
+
+# --------------------------------------------------------------------------- fit
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Each epoch starts from its own seed, so shuffling and dropout of epoch e are the
+    same whether or not the run was interrupted and resumed before it."""
+    s = seed * 1000 + epoch
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *,
+        epochs: int, optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any | None = None, lr: float = 1e-3, step_fn: StepFn | None = None,
+        metric: str = "val_f1_macro", mode: str = "max", patience: int | None = None,
+        grad_accum_steps: int = 1, max_grad_norm: float | None = None,
+        device: torch.device | str | None = None, amp: bool | None = None,
+        checkpoint_dir: str | os.PathLike | None = None, resume: bool = True,
+        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None, seed: int = 0,
+        progress: bool = True, scheduler_per: str = "step", restore_best: bool = True,
+        verbose: bool = True) -> pd.DataFrame:
+    """Train ``model`` for ``epochs`` epochs and return the history (one row per epoch).
+
+    Args:
+        step_fn: ``step_fn(model, batch) -> {"loss", ["logits", "labels"]}``; default
+            ``classification_step()`` (dict batches with ``pixel_values`` and ``label``).
+        optimizer / lr: AdamW over the trainable parameters at ``lr`` when not given.
+        scheduler: stepped after every optimizer step (``scheduler_per="step"``) or epoch.
+        metric, mode, patience: early stopping on a history column (``val_f1_macro``,
+            ``val_loss`` with ``mode="min"``, or a key returned by ``eval_fn``).
+        grad_accum_steps: gradients of this many batches are summed per optimizer step.
+        max_grad_norm: clip the global gradient norm to this value.
+        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler);
+            ``None`` = on for CUDA. Ignored on the CPU.
+        checkpoint_dir: writes ``last.safetensors`` after every epoch and
+            ``best.safetensors`` on improvement; with ``resume=True`` a later call with the
+            same arguments continues after the last finished epoch.
+        eval_fn: ``eval_fn(model) -> {name: value}`` extra metrics added to each row.
+        seed: each epoch reseeds from ``seed`` (see ``_seed_epoch``) for exact resumes.
+        restore_best: load the best epoch's weights at the end when a metric was tracked.
+
+    Returns:
+        DataFrame with ``epoch, train_loss, lr, [val_loss, val_acc, val_f1_macro, …],
+        seconds, samples_per_s``; ``.attrs["best_epoch"]`` and ``.attrs["stopped_epoch"]``.
+    """
+    if grad_accum_steps < 1:
+        raise ValueError(f"grad_accum_steps must be ≥ 1, got {grad_accum_steps}")
+    if scheduler_per not in ("step", "epoch"):
+        raise ValueError(f"scheduler_per must be 'step' or 'epoch', got {scheduler_per!r}")
+    step_fn = step_fn or classification_step()
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.to(device)
+    if optimizer is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("fit: the model has no trainable parameters (all requires_grad=False). "
+                             "Unfreeze something before training.")
+        optimizer = torch.optim.AdamW(params, lr=lr)
+    amp_dtype = _amp_dtype(device, amp)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    stopper = EarlyStopping(patience, mode) if patience else None
+    best_value, best_epoch, best_state = None, None, None
+
+    rows: list[dict] = []
+    start_epoch = 0
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+    if ckpt is not None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        if resume and (ckpt / "last.safetensors").exists():
+            state = load_checkpoint(ckpt / "last.safetensors", model, optimizer, scheduler)
+            start_epoch, rows = state["epoch"], state["history"]
+            best_value, best_epoch = state.get("best_value"), state.get("best_epoch")
+            if stopper and state.get("early_stopping"):
+                stopper.load_state_dict(state["early_stopping"])
+            if scaler and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            if verbose:
+                print(f"Resumed from {ckpt / 'last.safetensors'} after epoch {start_epoch}/{epochs}.")
+            if state.get("stopped") or start_epoch >= epochs:
+                epochs = start_epoch  # finished before: nothing left to do
+
+    stopped_epoch = None
+    for epoch in range(start_epoch, epochs):
+        _seed_epoch(seed, epoch)
+        model.train()
+        t0, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+                   leave=False, mininterval=1.0)
+        total = len(train_loader) if hasattr(train_loader, "__len__") else None
+        for i, batch in enumerate(bar):
+            batch = to_device(batch, device)
+            with _autocast(device, amp):
+                out = step_fn(model, batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"The training loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}. "
+                    f"Lower the learning rate (now {optimizer.param_groups[0]['lr']:.3g}), set "
+                    "max_grad_norm=1.0 to clip gradients, or check the inputs for NaNs.")
+            loss = loss / grad_accum_steps
+            (scaler.scale(loss) if scaler else loss).backward()
+            last_batch = total is not None and i + 1 == total
+            if (i + 1) % grad_accum_steps == 0 or last_batch:
+                if max_grad_norm is not None:
+                    if scaler:
+                        scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if scheduler is not None and scheduler_per == "step":
+                    scheduler.step()
+            n = _batch_size(batch)
+            seen += n
+            loss_sum += float(out["loss"].detach())
+            n_batches += 1
+            if progress and n_batches % 10 == 0:
+                bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}",
+                                samples_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        if scheduler is not None and scheduler_per == "epoch":
+            scheduler.step()
+        train_seconds = time.perf_counter() - t0
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1),
+                               "lr": optimizer.param_groups[0]["lr"]}
+        if val_loader is not None:
+            row.update(evaluate(model, val_loader, step_fn, device, amp))
+        if eval_fn is not None:
+            row.update(eval_fn(model))
+        row["seconds"] = time.perf_counter() - t0
+        row["samples_per_s"] = seen / max(train_seconds, 1e-9)
+        rows.append(row)
+
+        improved = False
+        if metric in row:
+            value = row[metric]
+            improved = best_value is None or (value > best_value if mode == "max" else value < best_value)
+            if improved:
+                best_value, best_epoch = value, epoch + 1
+                if restore_best:
+                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            if stopper:
+                stopper.step(value)
+        stop = bool(stopper and stopper.should_stop)
+        if verbose:
+            shown = " · ".join(f"{k} {v:.4g}" for k, v in row.items()
+                               if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
+            print(f"epoch {epoch + 1:>3}/{epochs} · {shown}" + (" · best" if improved else ""))
+        if ckpt is not None:
+            if improved:
+                save_checkpoint(ckpt / "best.safetensors", model, epoch=epoch + 1,
+                                metric=metric, value=best_value)
+            save_checkpoint(ckpt / "last.safetensors", model, optimizer, scheduler,
+                            epoch=epoch + 1, history=rows, best_value=best_value,
+                            best_epoch=best_epoch, stopped=stop,
+                            early_stopping=stopper.state_dict() if stopper else None,
+                            scaler=scaler.state_dict() if scaler else None)
+        if stop:
+            stopped_epoch = epoch + 1
+            if verbose:
+                print(f"Early stopping after epoch {epoch + 1}: {metric} has not improved for "
+                      f"{patience} epochs (best {best_value:.4g} at epoch {best_epoch}).")
+            break
+
+    if restore_best and best_epoch is not None:
+        if best_state is None and ckpt is not None and (ckpt / "best.safetensors").exists():
+            load_checkpoint(ckpt / "best.safetensors", model)
+        elif best_state is not None:
+            model.load_state_dict(best_state)
+    history = pd.DataFrame(rows)
+    history.attrs["best_epoch"] = best_epoch
+    history.attrs["stopped_epoch"] = stopped_epoch
+    history.attrs["metric"] = metric
+    return history
+
+
+# --------------------------------------------------------------------------- checkpoints
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: corrupt, truncated, or from another architecture."""
+
+
+_FORMAT = "lab_utils.checkpoint/1"
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write via a temporary file in the same folder, then rename over ``path``: a crash
+    midway leaves the previous file untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any | None = None,
+                    **state: Any) -> Path:
+    """Save weights (+ optimizer, scheduler, JSON-able ``state``) to one safetensors file.
+
+    The write is atomic: a failure leaves any previous checkpoint at ``path`` intact.
+    """
+    path = Path(path)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {"format": _FORMAT, "state": json.dumps(state, default=_json_default)}
+    if optimizer is not None:
+        osd = optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, pstate in osd["state"].items():
+            for key, value in pstate.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{pid}.{key}"] = value.detach().cpu().contiguous().clone()
+                else:
+                    scalars.setdefault(str(pid), {})[key] = value
+        meta["optimizer"] = json.dumps({"param_groups": osd["param_groups"], "scalars": scalars})
+    if scheduler is not None:
+        meta["scheduler"] = json.dumps(scheduler.state_dict(), default=_json_default)
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (torch.Tensor, np.generic)):
+        return value.tolist() if isinstance(value, torch.Tensor) else value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"checkpoint state must be JSON-able, got {type(value).__name__}")
+
+
+def _check_architecture(path: Path, model: nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} weights missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[0]})")
+        raise CheckpointError(
+            f"{path} was saved from a different architecture than {type(model).__name__}: "
+            + "; ".join(parts) + ". Build the model with the settings it was trained with, "
+            "or delete/rename the file to train afresh (it was not modified).")
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by ``save_checkpoint`` into ``model`` (and optimizer,
+    scheduler); returns the extra ``state``. Raises ``CheckpointError`` naming the file when
+    it is corrupt/truncated or was saved from a different architecture."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path.resolve()}. Train first (the notebook "
+                                "that writes it says so) or check the path.")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated and cannot be read ({err}). "
+                              "Delete it to retrain, or restore an earlier copy.") from None
+    if meta.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not a lab checkpoint "
+                              f"(format {meta.get('format')!r}, expected {_FORMAT!r}).")
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    _check_architecture(path, model, weights)
+    model.load_state_dict(weights)
+    if optimizer is not None:
+        if "optimizer" not in meta:
+            raise CheckpointError(f"{path} holds no optimizer state (it was saved for inference).")
+        saved = json.loads(meta["optimizer"])
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value
+        for pid, values in saved["scalars"].items():
+            state.setdefault(int(pid), {}).update(values)
+        groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in saved["param_groups"]]
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    if scheduler is not None and "scheduler" in meta:
+        scheduler.load_state_dict(json.loads(meta["scheduler"]))
+    return json.loads(meta.get("state", "{}"))
+
+
+# --------------------------------------------------------------------------- losses
+def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                     logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE loss.
+
+    Args:
+        image_embeds: (B, D), L2-normalised. Row i is paired with ``text_embeds[i]``.
+        text_embeds: (B, D), L2-normalised.
+        logit_scale: the multiplier applied to cosine similarities (CLIP: ``exp`` of the
+            learned log-temperature, clamped at 100).
+
+    Returns:
+        Scalar: mean of the image→text and text→image cross-entropies over the (B, B)
+        similarity matrix whose diagonal holds the true pairs.
+    """
+    if image_embeds.dim() != 2 or text_embeds.dim() != 2:
+        raise ValueError(f"expected (B, D) embeddings, got images {tuple(image_embeds.shape)} "
+                         f"and texts {tuple(text_embeds.shape)}")
+    if image_embeds.shape != text_embeds.shape:
+        raise ValueError(f"images and texts must pair up one to one: got {image_embeds.shape[0]} "
+                         f"images × {image_embeds.shape[1]} dims and {text_embeds.shape[0]} texts × "
+                         f"{text_embeds.shape[1]} dims. Give one caption per image in each batch.")
+    logits = logit_scale * image_embeds @ text_embeds.t()   # (B, B): image i vs text j
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+
+
+# --------------------------------------------------------------------------- optimizers
+def backbone_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the parameters that belong to the pretrained backbone(s).
+
+    A model declares its backbone children in ``backbone_modules`` (e.g. ``("vit",)``,
+    ``("rgb_vit", "thermal_vit")``); without it, children named ``backbone``, ``vit``,
+    ``encoder`` or ``*_encoder``/``*_vit`` count as backbone.
+    """
+    declared = getattr(model, "backbone_modules", None)
+    names = set()
+    for child_name, _ in model.named_children():
+        is_backbone = (child_name in declared) if declared is not None else (
+            child_name in ("backbone", "vit", "encoder") or child_name.endswith(("_encoder", "_vit")))
+        if is_backbone:
+            names.update(f"{child_name}.{n}" for n, _ in getattr(model, child_name).named_parameters())
+    return names
+
+
+def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_steps: int,
+                                num_training_steps: int, weight_decay: float = 0.01):
+    """AdamW with two parameter groups and a cosine schedule with linear warm-up.
+
+    * ``backbone`` group (pretrained weights): ``learning_rate * 0.1``;
+    * ``head`` group (new classifier / fusion layers): ``learning_rate``.
+
+    Frozen parameters (``requires_grad=False``) are left out; after unfreezing, call this
+    again to build groups that include the newly trainable weights.
+
+    Returns:
+        ``(optimizer, scheduler)``; step the scheduler after every optimizer step.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if not 0 <= warmup_steps <= num_training_steps:
+        raise ValueError(f"need 0 ≤ warmup_steps ≤ num_training_steps, got warmup_steps="
+                         f"{warmup_steps}, num_training_steps={num_training_steps}")
+    backbone = backbone_parameter_names(model)
+    groups = {"backbone": [], "head": []}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups["backbone" if name in backbone else "head"].append(param)
+    param_groups = [
+        {"name": "backbone", "params": groups["backbone"], "lr": learning_rate * 0.1},
+        {"name": "head", "params": groups["head"], "lr": learning_rate},
+    ]
+    param_groups = [g for g in param_groups if g["params"]]
+    if not param_groups:
+        raise ValueError("the model has no trainable parameters; unfreeze the head or backbone first")
+    optimizer = torch.optim.AdamW(param_groups, lr=learning_rate, weight_decay=weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, num_training_steps)
+    return optimizer, scheduler

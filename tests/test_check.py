@@ -1,0 +1,36 @@
+"""Notebook check helpers print one stable line or raise a readable AssertionError."""
+import pytest
+import torch
+
+from lab_utils.check import check, check_between, check_close, check_shape
+
+
+def test_check_prints_and_raises(capsys):
+    check(True, "196 patches of 16×16×3")
+    assert capsys.readouterr().out == "✓ 196 patches of 16×16×3\n"
+    with pytest.raises(AssertionError, match="✗ wrong\n  → fix it"):
+        check(False, "wrong", hint="fix it")
+
+
+def test_check_shape(capsys):
+    check_shape(torch.zeros(1, 197, 64), (1, 197, 64), "tokens")
+    assert capsys.readouterr().out == "✓ tokens: shape (1, 197, 64)\n"
+    with pytest.raises(AssertionError, match=r"expected shape \(1, 196, 64\), got \(1, 197, 64\)"):
+        check_shape(torch.zeros(1, 197, 64), (1, 196, 64), "tokens")
+
+
+def test_check_close_prints_bound_not_difference(capsys):
+    a = torch.randn(10)
+    check_close(a, a + 1e-7, atol=1e-4, what="outputs")
+    assert capsys.readouterr().out == "✓ outputs: max |difference| < 0.0001\n"
+    with pytest.raises(AssertionError, match=r"max \|difference\| = 0.5, allowed < 0.0001"):
+        check_close(a, a + 0.5, atol=1e-4, what="outputs")
+
+
+def test_check_between(capsys):
+    check_between(0.83, 0.8, None, "R@10")
+    check_between(0.5, 0.0, 1.0, "acc")
+    check_between(3.0, None, 5.0, "loss")
+    assert capsys.readouterr().out.splitlines() == ["✓ R@10 ≥ 0.8", "✓ acc in [0, 1]", "✓ loss ≤ 5"]
+    with pytest.raises(AssertionError, match="R@10 = 0.3, expected ≥ 0.8"):
+        check_between(0.3, 0.8, what="R@10")

@@ -1,0 +1,132 @@
+"""Profiles, seeding and YAML config validation (lab_utils.config)."""
+import textwrap
+
+import pytest
+import torch
+
+from lab_utils.config import ConfigError, get_profile, load_config, seed_everything, setup_notebook, validate
+from lab_utils.config_schemas import Field
+
+SCHEMA = {
+    "model": {"name": Field(str), "depth": Field(int, low=1)},
+    "method": Field(str, choices=("concat", "attention")),
+    "lr": Field(float, low=0, low_open=True),
+    "split": Field(float, low=0, high=1, low_open=True, high_open=True),
+    "epochs": Field(int, default=3),
+}
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_profile_from_env(monkeypatch):
+    monkeypatch.setenv("LAB_PROFILE", "full")
+    assert get_profile() == "full"
+    monkeypatch.setenv("LAB_PROFILE", "QUICK")
+    assert get_profile() == "quick"
+
+
+def test_profile_default_follows_cuda(monkeypatch):
+    monkeypatch.delenv("LAB_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_profile() == "quick"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Tesla T4")
+    assert get_profile() == "full"
+
+
+def test_unknown_profile_lists_allowed(monkeypatch):
+    monkeypatch.setenv("LAB_PROFILE", "fast")
+    with pytest.raises(ConfigError, match=r"LAB_PROFILE='fast'.*Allowed: quick, full"):
+        get_profile()
+
+
+def test_setup_notebook_prints_choice_and_pins_threads(monkeypatch, capsys):
+    monkeypatch.setenv("LAB_PROFILE", "quick")
+    before = torch.get_num_threads()
+    try:
+        lab = setup_notebook("00_test", seed=3)
+        out = capsys.readouterr().out
+        assert out.startswith("Profile: quick (LAB_PROFILE=quick was set)")
+        assert lab.threads == 2 and torch.get_num_threads() == 2
+        assert lab.out_dir.name == "00_test" and lab.out_dir.is_dir()
+        path = lab.log_metrics(acc=0.123456, nested={"a": torch.tensor(2.0)})
+        assert '"acc": 0.1235' in path.read_text()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_seed_everything_repeats_random_draws():
+    seed_everything(7)
+    a = torch.rand(3)
+    seed_everything(7)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_valid_config_and_float_strings(tmp_path):
+    path = write(tmp_path, "exp.yml", """
+        model: {name: vit, depth: 4}
+        method: attention
+        lr: 2e-5
+        split: 0.2
+    """)
+    cfg = load_config(path, schema=SCHEMA)
+    assert cfg.lr == pytest.approx(2e-5) and isinstance(cfg.lr, float)   # YAML gives the string '2e-5'
+    assert cfg.model.depth == 4 and cfg.epochs == 3                      # default filled in
+
+
+@pytest.mark.parametrize("body, message", [
+    ("model: {name: vit, depht: 4}\nmethod: concat\nlr: 0.1\nsplit: 0.2",
+     r"unknown key 'model.depht'\. Did you mean 'model.depth'\? Known keys under model: name, depth"),
+    ("model: {name: vit, depth: 4}\nmethod: sum\nlr: 0.1\nsplit: 0.2",
+     r"'method' = 'sum' is not allowed\. Allowed: 'concat', 'attention'"),
+    ("model: {name: vit, depth: four}\nmethod: concat\nlr: 0.1\nsplit: 0.2",
+     r"'model.depth' must be of type int, got 'four' \(str\)"),
+    ("model: {name: vit, depth: 4}\nmethod: concat\nlr: 0.1\nsplit: 1.0",
+     r"'split' = 1.0 is out of range: it must be < 1"),
+    ("model: {name: vit, depth: 4}\nmethod: concat\nlr: 0\nsplit: 0.5",
+     r"'lr' = 0.0 is out of range: it must be > 0"),
+    ("model: {name: vit, depth: 4}\nmethod: concat\nsplit: 0.5",
+     r"missing key 'lr'"),
+    ("model: {name: vit, depth: true}\nmethod: concat\nlr: 0.1\nsplit: 0.5",
+     r"'model.depth' must be of type int, got True"),
+])
+def test_bad_configs_name_key_and_value(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, "exp.yml", body), schema=SCHEMA)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"Config file not found: tried .*nope\.yml"):
+        load_config(tmp_path / "nope.yml", schema=SCHEMA)
+
+
+def test_invalid_yaml_gives_line_number(tmp_path):
+    path = write(tmp_path, "exp.yml", "method: concat\nlr: [0.1\nsplit: 0.2\n")
+    with pytest.raises(ConfigError, match=r"invalid YAML at line \d+"):
+        load_config(path, schema=SCHEMA)
+
+
+def test_unknown_family_lists_known(tmp_path):
+    with pytest.raises(ConfigError, match=r"no schema for config family 'mystery'.*Known families: .*model"):
+        load_config(write(tmp_path, "mystery.yml", "a: 1"))
+
+
+def test_quick_override_merges_sizes_only(tmp_path):
+    write(tmp_path, "exp.yml", "model: {name: vit, depth: 12}\nmethod: concat\nlr: 0.1\nsplit: 0.2\n")
+    write(tmp_path, "exp.quick.yml", "model: {depth: 2}\nepochs: 1\n")
+    quick = load_config(tmp_path / "exp.yml", profile="quick", schema=SCHEMA)
+    full = load_config(tmp_path / "exp.yml", profile="full", schema=SCHEMA)
+    assert (quick.model.depth, quick.model.name, quick.epochs) == (2, "vit", 1)
+    assert (full.model.depth, full.epochs) == (12, 3)
+    write(tmp_path, "exp.quick.yml", "modle: {depth: 2}\n")
+    with pytest.raises(ConfigError, match=r"exp\.quick\.yml: unknown key 'modle'"):
+        load_config(tmp_path / "exp.yml", profile="quick", schema=SCHEMA)
+
+
+def test_validate_rejects_scalar_for_section():
+    with pytest.raises(ConfigError, match=r"'model' must be a section with keys name, depth"):
+        validate({"model": "vit"}, SCHEMA, partial=True)

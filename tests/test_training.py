@@ -1,0 +1,193 @@
+"""The shared training loop and checkpoints (lab_utils.training)."""
+import os
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lab_utils.training import (CheckpointError, EarlyStopping, classification_step, evaluate, fit,
+                                load_checkpoint, save_checkpoint)
+
+
+def blobs(n=256, seed=0):
+    """Two Gaussian blobs in 2-D: a problem a tiny MLP solves."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 2, generator=g) * 0.6 + (y[:, None] * 2 - 1) * 1.5
+    return TensorDataset(x, y)
+
+
+def mlp(seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 2))
+
+
+def loaders(seed=0):
+    train = DataLoader(blobs(256, seed), batch_size=32, shuffle=True)
+    val = DataLoader(blobs(128, seed + 1), batch_size=64)
+    return train, val
+
+
+def test_fit_learns_and_returns_history():
+    model = mlp()
+    train, val = loaders()
+    hist = fit(model, train, val, epochs=5, lr=0.05, progress=False, verbose=False)
+    assert isinstance(hist, pd.DataFrame) and list(hist["epoch"]) == [1, 2, 3, 4, 5]
+    for col in ("train_loss", "val_loss", "val_acc", "val_f1_macro", "lr", "seconds", "samples_per_s"):
+        assert col in hist.columns
+    assert hist["val_acc"].iloc[-1] > 0.95
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    assert hist.attrs["best_epoch"] == int(hist.loc[hist["val_f1_macro"].idxmax(), "epoch"])
+
+
+def test_dict_batches_and_eval_fn():
+    class Dicts(torch.utils.data.Dataset):
+        def __init__(self):
+            self.base = blobs(64)
+        def __len__(self):
+            return len(self.base)
+        def __getitem__(self, i):
+            x, y = self.base[i]
+            return {"pixel_values": x, "label": y}
+    loader = DataLoader(Dicts(), batch_size=16)
+    hist = fit(mlp(), loader, loader, epochs=2, progress=False, verbose=False,
+               eval_fn=lambda m: {"answer": 42.0})
+    assert list(hist["answer"]) == [42.0, 42.0]
+
+
+def test_grad_accumulation_matches_big_batch():
+    data = blobs(64)
+    a, b = mlp(1), mlp(1)
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+    fit(a, DataLoader(data, batch_size=32), epochs=1, optimizer=opt_a, progress=False, verbose=False)
+    fit(b, DataLoader(data, batch_size=16), epochs=1, optimizer=opt_b, grad_accum_steps=2,
+        progress=False, verbose=False)
+    # two accumulated half-batches (each loss / 2) give the same update as one full batch
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
+
+
+def test_early_stopping_stops_and_restores_best(tmp_path):
+    stopper = EarlyStopping(patience=2, mode="max")
+    assert [stopper.step(v) for v in (0.5, 0.6, 0.55, 0.58)] == [True, True, False, False]
+    assert stopper.should_stop and stopper.best == 0.6 and stopper.best_epoch == 2
+    with pytest.raises(ValueError, match="patience must be ≥ 1"):
+        EarlyStopping(0)
+
+    model = mlp()
+    train, val = loaders()
+    # an absurd learning rate for later epochs makes validation worse after epoch 1
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 if step < 8 else 30.0)
+    hist = fit(model, train, val, epochs=30, optimizer=opt, scheduler=sched, patience=2,
+               metric="val_loss", mode="min", checkpoint_dir=tmp_path, max_grad_norm=1.0,
+               progress=False, verbose=False)
+    stopped, best = hist.attrs["stopped_epoch"], hist.attrs["best_epoch"]
+    assert stopped is not None and stopped < 30 and stopped - best == 2
+    restored = evaluate(model, val)["val_loss"]
+    assert restored == pytest.approx(hist.loc[hist["epoch"] == best, "val_loss"].item(), rel=1e-5)
+
+
+class Disconnect(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_same_weights(tmp_path):
+    def run(ckpt, interrupt_at=None):
+        model = mlp(dropout=0.2)
+        train, val = loaders()
+        opt = torch.optim.AdamW(model.parameters(), lr=0.02)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
+        calls = {"n": 0}
+        base = classification_step()
+
+        def step(m, batch):
+            calls["n"] += 1
+            if interrupt_at and calls["n"] == interrupt_at:
+                raise Disconnect
+            return base(m, batch)
+        fit(model, train, val, epochs=4, optimizer=opt, scheduler=sched, step_fn=step,
+            checkpoint_dir=ckpt, progress=False, verbose=False, restore_best=False)
+        return model
+
+    reference = run(tmp_path / "a")
+    with pytest.raises(Disconnect):
+        run(tmp_path / "b", interrupt_at=8 * 2 + 2 * 1 + 5)   # mid-way through epoch 3
+    assert load_checkpoint(tmp_path / "b" / "last.safetensors", mlp(dropout=0.2))["epoch"] == 2
+    resumed = run(tmp_path / "b")
+    for p, q in zip(reference.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_nan_loss_guard():
+    def bad_step(model, batch):
+        x, y = batch
+        return {"loss": model(x).sum() * float("nan")}
+    train, _ = loaders()
+    with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 1, batch 1.*Lower the learning rate"):
+        fit(mlp(), train, epochs=1, step_fn=bad_step, progress=False, verbose=False)
+
+
+def test_no_trainable_parameters_is_explained():
+    model = mlp()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(model, loaders()[0], epochs=1, progress=False, verbose=False)
+
+
+def test_checkpoint_round_trip_with_optimizer_and_scheduler(tmp_path):
+    model = mlp()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    fit(model, loaders()[0], epochs=1, optimizer=opt, scheduler=sched, progress=False, verbose=False)
+    path = save_checkpoint(tmp_path / "ck.safetensors", model, opt, sched, epoch=3, note="hi")
+    other = mlp(seed=5)
+    opt2 = torch.optim.AdamW(other.parameters(), lr=0.01)
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=1, gamma=0.5)
+    state = load_checkpoint(path, other, opt2, sched2)
+    assert state == {"epoch": 3, "note": "hi"}
+    for p, q in zip(model.parameters(), other.parameters()):
+        assert torch.equal(p, q)
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["param_groups"] == s2["param_groups"]
+    for pid in s1["state"]:
+        for key, value in s1["state"][pid].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(s2["state"][pid][key]))
+    assert sched2.state_dict() == sched.state_dict()
+
+
+def test_corrupt_checkpoint_named_and_previous_survives_failed_write(tmp_path, monkeypatch):
+    model = mlp()
+    path = save_checkpoint(tmp_path / "ck.safetensors", model, epoch=1)
+    good = path.read_bytes()
+    truncated = tmp_path / "broken.safetensors"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match=r"broken\.safetensors is corrupt or truncated"):
+        load_checkpoint(truncated, mlp())
+
+    import lab_utils.training as T
+
+    def failing_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(T, "save_file", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, epoch=2)
+    assert path.read_bytes() == good                      # the last good checkpoint survives
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_checkpoint_from_other_architecture_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "ck.safetensors", mlp())
+    before = path.read_bytes()
+    wider = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Dropout(0.0), nn.Linear(32, 2))
+    with pytest.raises(CheckpointError, match=r"different architecture.*other shapes \(e\.g\. 0\.weight: checkpoint \(16, 2\) vs model \(32, 2\)\)"):
+        load_checkpoint(path, wider)
+    assert path.read_bytes() == before
+    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
+        load_checkpoint(tmp_path / "missing.safetensors", mlp())
