@@ -1,0 +1,137 @@
+"""Transforms (torchvision.transforms.v2) for both profiles, and the paired flip for RGB + thermal.
+
+* :func:`get_transforms` — for one image tensor (C, H, W) in [0, 1]: grayscale → 3 channels,
+  resize to the model's size, (train) a random horizontal flip, normalise with the
+  backbone's constants (:data:`NORMALIZATION`).
+* :func:`get_paired_transforms` — the same for an item dict with ``"rgb"`` and ``"thermal"``:
+  one coin decides the flip for *both* (a face flipped in RGB but not in thermal would put
+  the warm cheek on the wrong side).
+* :class:`PairedRandomHorizontalFlip` and :func:`paired_hflip_batch` — the flip alone, per
+  item or for a whole batch of tensors.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
+    "vit": (HALF, HALF),            # google/vit-base-patch16-224-in21k's image processor
+    "clip": (CLIP_MEAN, CLIP_STD),  # openai/clip-vit-base-patch32
+    "resnet": (IMAGENET_MEAN, IMAGENET_STD),  # torchvision ImageNet weights
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "none": None,                   # keep [0, 1] (models trained from scratch on synthetic data)
+}
+"""Per-backbone ``(mean, std)`` per channel, or ``None`` for no normalisation."""
+
+THERMAL_NORMALIZATION = (HALF, HALF)
+"""Thermal maps in [0, 1] are normalised to [-1, 1] whatever the RGB backbone."""
+
+
+class ToThreeChannels(nn.Module):
+    """(1, H, W) → (3, H, W) by repeating the gray channel; 3-channel input passes unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-3] == 1:
+            return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).clone()
+        if x.shape[-3] != 3:
+            raise ValueError(f"expected 1 or 3 channels, got shape {tuple(x.shape)}")
+        return x
+
+
+def _normalization(backbone: str):
+    key = backbone.lower()
+    if key not in NORMALIZATION:
+        raise ValueError(f"unknown backbone {backbone!r} for normalisation; known: {sorted(NORMALIZATION)} "
+                         f"(use 'none' for models trained from scratch)")
+    return NORMALIZATION[key]
+
+
+def get_transforms(backbone: str = "vit", image_size: int = 224, train: bool = False,
+                   to_rgb: bool = True) -> v2.Compose:
+    """v2 pipeline for one float image tensor (C, H, W) in [0, 1] → (3, S, S) normalised.
+
+    ``backbone`` picks the normalisation (:data:`NORMALIZATION`: ``vit``, ``clip``,
+    ``resnet``/``imagenet``, ``none``); ``to_rgb`` repeats a gray channel (FER2013);
+    ``train`` adds a random horizontal flip.
+    """
+    steps: list[nn.Module] = [ToThreeChannels()] if to_rgb else []
+    steps.append(v2.Resize((image_size, image_size), antialias=True))
+    if train:
+        steps.append(v2.RandomHorizontalFlip())
+    norm = _normalization(backbone)
+    if norm is not None:
+        steps.append(v2.Normalize(mean=list(norm[0]), std=list(norm[1])))
+    return v2.Compose(steps)
+
+
+class PairedRandomHorizontalFlip(nn.Module):
+    """Flip every image in an item dict (``keys``) together, with probability ``p``.
+
+    ``item = {"rgb": (3,H,W), "thermal": (C,H,W), ...}`` → the same dict, both flipped or
+    neither. Uses torch's global RNG (seeded by ``seed_everything``)."""
+
+    def __init__(self, p: float = 0.5, keys: Sequence[str] = ("rgb", "thermal")):
+        super().__init__()
+        self.p, self.keys = float(p), tuple(keys)
+
+    def forward(self, item: dict) -> dict:
+        if torch.rand(()) < self.p:
+            item = dict(item)
+            for k in self.keys:
+                if k in item:
+                    item[k] = item[k].flip(-1)
+        return item
+
+
+def paired_hflip_batch(rgb: torch.Tensor, thermal: torch.Tensor, p: float = 0.5,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip a random subset of a batch, the same items in both modalities.
+
+    rgb (B, 3, H, W), thermal (B, C, H, W) → the same shapes (new tensors)."""
+    flip = torch.rand(rgb.shape[0], generator=generator) < p
+    flip = flip.to(rgb.device)[:, None, None, None]
+    return torch.where(flip, rgb.flip(-1), rgb), torch.where(flip, thermal.flip(-1), thermal)
+
+
+class PairedTransform(nn.Module):
+    """Resize both modalities, flip them together (train), normalise RGB per backbone and
+    thermal to [-1, 1]; thermal gets ``thermal_channels`` channels. Item dict in, item dict out."""
+
+    def __init__(self, backbone: str = "vit", image_size: int = 224, train: bool = False,
+                 thermal_channels: int = 3):
+        super().__init__()
+        self.resize = v2.Resize((image_size, image_size), antialias=True)
+        self.flip = PairedRandomHorizontalFlip() if train else None
+        norm = _normalization(backbone)
+        self.rgb_norm = v2.Normalize(list(norm[0]), list(norm[1])) if norm else None
+        self.thermal_channels = thermal_channels
+        self.to3 = ToThreeChannels()
+
+    def forward(self, item: dict) -> dict:
+        item = dict(item)
+        rgb = self.to3(self.resize(item["rgb"]))
+        th = self.resize(item["thermal"])[:1]
+        if self.thermal_channels == 3:
+            th = self.to3(th)
+        item["rgb"], item["thermal"] = rgb, th
+        if self.flip is not None:
+            item = self.flip(item)
+        if self.rgb_norm is not None:
+            item["rgb"] = self.rgb_norm(item["rgb"])
+        item["thermal"] = (item["thermal"] - 0.5) / 0.5
+        return item
+
+
+def get_paired_transforms(backbone: str = "vit", image_size: int = 224, train: bool = False,
+                          thermal_channels: int = 3) -> PairedTransform:
+    """:class:`PairedTransform` for RGB + thermal item dicts (see :func:`get_transforms`)."""
+    return PairedTransform(backbone, image_size, train, thermal_channels)
