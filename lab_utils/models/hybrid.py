@@ -1,0 +1,461 @@
+"""Hybrid ViT + frozen CLIP feature fusion (seed 000, notebook 03).
+
+Two image encoders look at the same face:
+
+* the **ViT branch** — a ``transformers.ViTModel``; its final [CLS] vector ``(B, H)`` is
+  the image feature, and the whole branch is trained (fine-tuned);
+* the **CLIP branch** — a *frozen* CLIP image encoder whose L2-normalised global
+  embedding ``(B, D)`` is the feature. Full profile: the vision tower of
+  ``openai/clip-vit-base-patch32`` with its projection (``CLIPVisionModelWithProjection``);
+  quick profile: the image encoder trained in notebook 02 (``checkpoints/``).
+
+and a fusion module combines the two before one classifier:
+
+* ``concat``    — ``[vit_cls ; clip_embed]`` ``(B, H + D)`` → classifier;
+* ``attention`` — the CLIP feature is projected to ``H``, the two vectors form a 2-token
+  sequence ``(B, 2, H)``, multi-head self-attention mixes them, the two outputs are
+  mean-pooled ``(B, H)`` → classifier. The attention weights are kept
+  (``last_attention``) so a notebook can show how much each branch is attended to.
+
+For comparisons the same class also builds the two single-branch baselines
+(``fusion="vit_only"``: ViT + the same classifier; ``fusion="clip_only"``: a linear probe
+on the frozen CLIP embedding).
+
+Because the CLIP branch never changes, its embeddings can be computed **once per image**
+(``encode_clip``) and passed to ``forward(..., clip_embeds=...)`` during training: the
+frozen encoder then costs one pass over the data instead of one per epoch.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pretrained import count_parameters, is_local_dir, load_pretrained, quick_vit_config
+
+# --------------------------------------------------------------------------- CLIP names
+#: OpenAI's short names (the ``clip`` package's ``clip.load`` names) → Hugging Face ids.
+CLIP_SHORT_NAMES: dict[str, str] = {
+    "ViT-B/32": "openai/clip-vit-base-patch32",
+    "ViT-B/16": "openai/clip-vit-base-patch16",
+    "ViT-L/14": "openai/clip-vit-large-patch14",
+    "ViT-L/14@336px": "openai/clip-vit-large-patch14-336",
+}
+#: OpenAI's ResNet CLIPs: real models, but transformers has no port of them.
+CLIP_RESNET_NAMES = ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64")
+
+#: How each branch normalises its input (transformers' ViT and CLIP image processors).
+VIT_MEAN, VIT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: The quick profile's ViT branch starts from random weights and gets seconds of training.
+#: With transformers' usual initialisation (std 0.02) that small ViT sits at chance for
+#: about 15 epochs on the synthetic faces before it starts to learn (measured); a wider
+#: random initialisation (std 0.1) leaves that plateau within 3-4 epochs. Quick profile only.
+QUICK_VIT_OVERRIDES = {"initializer_range": 0.1}
+
+FUSION_METHODS = ("concat", "attention")     # the config's fusion.method
+BASELINES = ("vit_only", "clip_only")       # single-branch models for comparisons
+
+
+def resolve_clip_name(name: str) -> str:
+    """Map a CLIP name to what ``from_pretrained`` takes.
+
+    ``"ViT-B/32"`` → ``"openai/clip-vit-base-patch32"`` (see ``CLIP_SHORT_NAMES``); a hub id
+    (``owner/name``) or an existing local directory is returned unchanged.
+
+    Raises:
+        ValueError: OpenAI's ResNet CLIPs (``RN50x64`` …: no transformers port), an unknown
+            short name (the message lists the known ones), or anything else unusable.
+    """
+    name = str(name).strip()
+    known = ", ".join(CLIP_SHORT_NAMES)
+    if name in CLIP_SHORT_NAMES:
+        return CLIP_SHORT_NAMES[name]
+    if is_local_dir(name):
+        return name
+    if name in CLIP_RESNET_NAMES or re.match(r"^RN\d", name, flags=re.IGNORECASE):
+        raise ValueError(
+            f"{name} is one of OpenAI's ResNet CLIPs ({', '.join(CLIP_RESNET_NAMES)}), and "
+            f"transformers has no port of them, so the lab cannot load it. Use a ViT CLIP "
+            f"({known}) or a local folder saved with CLIPVisionModelWithProjection.save_pretrained.")
+    if name.startswith(("ViT-", "vit-")):
+        raise ValueError(f"unknown CLIP short name {name!r}. Known short names: {known} "
+                         "(or give a hub id such as openai/clip-vit-base-patch32, or a local folder).")
+    parts = name.split("/")
+    if len(parts) == 2 and all(parts) and " " not in name:
+        return name  # a hub id: owner/name
+    raise ValueError(f"{name!r} is neither a known CLIP short name ({known}), a hub id "
+                     "(owner/name, e.g. openai/clip-vit-base-patch32), nor an existing local "
+                     "directory. Fix clip.model_name in the config.")
+
+
+# --------------------------------------------------------------------------- preprocessing
+def preprocess(images: torch.Tensor, size: int, mean: tuple, std: tuple) -> torch.Tensor:
+    """One branch's preprocessing: ``(B, 3, h, w)`` images in [0, 1] → resized to
+    ``(B, 3, size, size)`` (bilinear, antialiased) and normalised per channel."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W) in [0, 1], got {tuple(images.shape)}")
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                               align_corners=False)
+    m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - m) / s
+
+
+# --------------------------------------------------------------------------- CLIP branch
+class FrozenCLIPBranch(nn.Module):
+    """A frozen CLIP image encoder → L2-normalised embeddings ``(B, embed_dim)``.
+
+    Wraps either a ``CLIPVisionModelWithProjection`` (``kind="hf"``: its ``image_embeds``)
+    or the lab's ``CLIPImageEncoder`` from notebook 02 (``kind="lab"``). Every parameter has
+    ``requires_grad=False`` and the encoder stays in eval mode even inside a model that is
+    being trained (so batch-norm statistics and dropout never change it).
+    """
+
+    def __init__(self, encoder: nn.Module, kind: str, embed_dim: int, image_size: int,
+                 mean: tuple = CLIP_MEAN, std: tuple = CLIP_STD, source: str = ""):
+        super().__init__()
+        if kind not in ("hf", "lab"):
+            raise ValueError(f"kind must be 'hf' or 'lab', got {kind!r}")
+        self.encoder, self.kind, self.embed_dim = encoder, kind, int(embed_dim)
+        self.image_size, self.mean, self.std, self.source = int(image_size), tuple(mean), tuple(std), source
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True) -> "FrozenCLIPBranch":
+        super().train(mode)
+        self.encoder.eval()  # frozen: always in inference mode
+        return self
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` in [0, 1] → ``(B, 3, image_size, image_size)`` CLIP-normalised."""
+        return preprocess(images, self.image_size, self.mean, self.std)
+
+    @torch.no_grad()
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` preprocessed pixels → ``(B, embed_dim)`` unit-length embeddings."""
+        if self.kind == "hf":
+            out = self.encoder(pixel_values=pixel_values).image_embeds
+        else:  # notebook 02's encoder normalises inside; here the pixels already are
+            out = self.encoder.projection(self.encoder.backbone(pixel_values))
+        return F.normalize(out.float(), dim=-1)
+
+    @classmethod
+    def from_hf(cls, model: nn.Module, source: str = "") -> "FrozenCLIPBranch":
+        """From a ``CLIPVisionModelWithProjection`` (its projection gives the embedding)."""
+        cfg = model.config
+        return cls(model, "hf", cfg.projection_dim, cfg.image_size, source=source)
+
+    @classmethod
+    def from_lab(cls, encoder: nn.Module, source: str = "") -> "FrozenCLIPBranch":
+        """From notebook 02's ``CLIPImageEncoder`` (a ResNet + projection head that was
+        trained on ImageNet-normalised pixels at ``encoder.image_size``)."""
+        mean = tuple(encoder.mean.flatten().tolist())
+        std = tuple(encoder.std.flatten().tolist())
+        return cls(encoder, "lab", encoder.embed_dim, int(getattr(encoder, "image_size", 32)),
+                   mean, std, source=source)
+
+
+def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool = True,
+                     **clip_kwargs: Any) -> FrozenCLIPBranch:
+    """The frozen CLIP branch for ``clip.model_name``, following the profile rules.
+
+    * a local directory → ``CLIPVisionModelWithProjection.from_pretrained`` (any profile);
+    * full profile + short name / hub id → the pretrained vision tower with projection
+      (offline: ``PretrainedUnavailable`` with instructions);
+    * quick profile + short name / hub id → notebook 02's image encoder from
+      ``checkpoints/`` (``load_clip_image_encoder``: trained briefly when missing; a
+      checkpoint of another architecture raises ``CheckpointError`` and is left untouched).
+    """
+    from ..config import get_profile
+
+    profile = profile or get_profile()
+    target = resolve_clip_name(model_name)
+    if is_local_dir(target) or profile == "full":
+        from transformers import CLIPVisionModelWithProjection
+
+        model = load_pretrained(CLIPVisionModelWithProjection, target, what="CLIP branch",
+                                profile=profile)
+        return FrozenCLIPBranch.from_hf(model, source=str(target))
+    from .clip import load_clip_image_encoder
+
+    encoder = load_clip_image_encoder(freeze=True, verbose=verbose, **clip_kwargs)
+    if verbose:
+        print(f"Quick profile: the CLIP branch is notebook 02's image encoder instead of {target}.")
+    return FrozenCLIPBranch.from_lab(encoder, source="notebook 02")
+
+
+# --------------------------------------------------------------------------- the model
+def classifier_head(in_dim: int, num_classes: int, dropout: float = 0.1) -> nn.Sequential:
+    """The FER head of seed 001: LayerNorm → Dropout → Linear(d, d/2) → GELU → Dropout(p/2)
+    → Linear(d/2, C)."""
+    hidden = max(in_dim // 2, num_classes)
+    return nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden),
+                         nn.GELU(), nn.Dropout(dropout / 2), nn.Linear(hidden, num_classes))
+
+
+class HybridViTCLIP(nn.Module):
+    """ViT (trained) + frozen CLIP image features, fused by concatenation or attention.
+
+    Args:
+        vit: a ``transformers.ViTModel`` (``None`` only for ``fusion="clip_only"``).
+        clip: a ``FrozenCLIPBranch`` (``None`` only for ``fusion="vit_only"``).
+        num_classes: number of output classes.
+        fusion: ``"concat"`` | ``"attention"`` (seed 000), or a single-branch baseline
+            ``"vit_only"`` | ``"clip_only"`` (linear probe on the CLIP embedding).
+        num_heads: heads of the attention fusion (must divide the ViT width).
+        dropout: dropout of the ``"mlp"`` classifier head.
+        head: ``"linear"`` (default: one linear layer on the fused features, the same for
+            every variant, so that comparisons measure the features) or ``"mlp"`` (the FER
+            head of seed 001: LayerNorm → Dropout → Linear(d, d/2) → GELU → Dropout → Linear).
+
+    ``forward(pixel_values_vit, pixel_values_clip)`` → logits ``(B, num_classes)``; each
+    branch gets its own preprocessing (``preprocess(images)`` gives both).
+
+    The CLIP embedding has length 1, so each of its D numbers is about 1/√D, while the
+    ViT's [CLS] vector leaves a LayerNorm with numbers of about 1. The fusion therefore
+    rescales the CLIP embedding (a fixed map, no parameters): by √D by default, or to mean 0
+    and std 1 per feature over the training images after ``standardize_clip(train_embeds)``,
+    so that neither branch is drowned out by scale alone.
+    """
+
+    backbone_modules = ("vit",)  # for lab_utils.training.get_optimizer_and_scheduler
+
+    def __init__(self, vit: nn.Module | None, clip: FrozenCLIPBranch | None, num_classes: int,
+                 fusion: str = "concat", num_heads: int = 4, dropout: float = 0.1, head: str = "linear"):
+        super().__init__()
+        allowed = FUSION_METHODS + BASELINES
+        if fusion not in allowed:
+            raise ValueError(f"fusion={fusion!r} is not a fusion method. Allowed: "
+                             f"{', '.join(FUSION_METHODS)} (and the baselines {', '.join(BASELINES)}).")
+        if fusion != "clip_only" and vit is None:
+            raise ValueError(f"fusion={fusion!r} needs a ViT branch (vit=None given).")
+        if fusion != "vit_only" and clip is None:
+            raise ValueError(f"fusion={fusion!r} needs a CLIP branch (clip=None given).")
+        self.fusion, self.num_classes = fusion, int(num_classes)
+        self.vit = vit if fusion != "clip_only" else None
+        self.clip = clip if fusion != "vit_only" else None
+        self.vit_dim = self.vit.config.hidden_size if self.vit is not None else 0
+        self.clip_dim = self.clip.embed_dim if self.clip is not None else 0
+        # CLIP feature standardisation (x - shift) * scale: by default x · √D (see above);
+        # standardize_clip() sets it from training embeddings (mean 0, std 1 per feature).
+        self.register_buffer("clip_shift", torch.zeros(self.clip_dim))
+        self.register_buffer("clip_scale", torch.full((self.clip_dim,), math.sqrt(self.clip_dim) if self.clip_dim else 1.0))
+        self.last_attention: torch.Tensor | None = None
+
+        if fusion == "concat":
+            self.feature_dim = self.vit_dim + self.clip_dim
+        elif fusion == "attention":
+            if self.vit_dim % num_heads:
+                raise ValueError(f"num_heads={num_heads} must divide the ViT width {self.vit_dim}.")
+            self.clip_proj = nn.Linear(self.clip_dim, self.vit_dim)      # CLIP → ViT width
+            self.attention = nn.MultiheadAttention(self.vit_dim, num_heads, batch_first=True)
+            self.feature_dim = self.vit_dim
+        elif fusion == "vit_only":
+            self.feature_dim = self.vit_dim
+        else:  # clip_only: a linear probe
+            self.feature_dim = self.clip_dim
+        if head not in ("linear", "mlp"):
+            raise ValueError(f"head={head!r} is not a classifier head. Allowed: 'linear', 'mlp'.")
+        # The same kind of head for every variant, so comparisons measure the features. The
+        # CLIP-only baseline is always a linear probe.
+        self.classifier = (nn.Linear(self.feature_dim, num_classes)
+                           if head == "linear" or fusion == "clip_only"
+                           else classifier_head(self.feature_dim, num_classes, dropout))
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, config: Mapping, num_classes: int, fusion: str | None = None,
+                    profile: str | None = None, clip: FrozenCLIPBranch | None = None,
+                    vit_overrides: Mapping | None = None, verbose: bool = True,
+                    **kwargs: Any) -> "HybridViTCLIP":
+        """Build the model that ``configs/model.yml`` describes.
+
+        Args:
+            config: ``load_config("configs/model.yml")`` (uses ``vit.model_name``,
+                ``clip.model_name``, ``fusion.method``).
+            num_classes: number of classes (7 for FER).
+            fusion: override ``fusion.method`` (e.g. ``"vit_only"`` for a baseline).
+            profile: ``"quick"`` / ``"full"``; default ``get_profile()``.
+            clip: an already loaded ``FrozenCLIPBranch`` to share between models (it is
+                frozen, so sharing is safe and saves loading it again).
+            vit_overrides: changes to the quick profile's small ViT config (on top of
+                ``QUICK_VIT_OVERRIDES``).
+        """
+        from transformers import ViTModel
+
+        fusion = fusion or config["fusion"]["method"]
+        vit = None
+        if fusion != "clip_only":
+            vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
+                                  quick_config=quick_vit_config(**{**QUICK_VIT_OVERRIDES, **dict(vit_overrides or {})}),
+                                  profile=profile, verbose=verbose)
+            vit.pooler = None  # only the [CLS] vector is used: no unused (untrained) pooler
+        if clip is None and fusion != "vit_only":
+            clip = load_clip_branch(config["clip"]["model_name"], profile=profile, verbose=verbose)
+        return cls(vit, clip, num_classes, fusion=fusion, **kwargs)
+
+    # ---------------------------------------------------------------- preprocessing
+    @property
+    def vit_image_size(self) -> int:
+        return int(self.vit.config.image_size) if self.vit is not None else 0
+
+    def preprocess(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(B, 3, h, w)`` images in [0, 1] → ``(pixel_values_vit, pixel_values_clip)``:
+        each resized to its branch's input size and normalised with its branch's mean/std
+        (ViT: 0.5/0.5; CLIP: OpenAI's statistics for a pretrained CLIP, ImageNet's for
+        notebook 02's ResNet encoder). ``None`` for a missing branch."""
+        clip = self.clip.preprocess(images) if self.clip is not None else None
+        return self.preprocess_vit(images), clip
+
+    def preprocess_vit(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The ViT branch's half of ``preprocess``: ``(B, 3, S, S)`` normalised to [-1, 1]."""
+        return preprocess(images, self.vit_image_size, VIT_MEAN, VIT_STD) if self.vit is not None else None
+
+    @torch.no_grad()
+    def encode_clip(self, images: torch.Tensor, batch_size: int = 256, flip: bool = False) -> torch.Tensor:
+        """Frozen CLIP embeddings ``(N, D)`` (unit length, on the CPU) of images ``(N, 3, h, w)``
+        in [0, 1] — preprocessed batch by batch (mirrored first with ``flip=True``) on the
+        CLIP branch's device. Compute them once, then pass them as ``clip_embeds`` to ``forward``."""
+        device = next(self.clip.parameters()).device
+        out = []
+        for i in range(0, len(images), batch_size):
+            batch = images[i:i + batch_size].to(device)
+            out.append(self.clip(self.clip.preprocess(batch.flip(-1) if flip else batch)).cpu())
+        return torch.cat(out)
+
+    # ---------------------------------------------------------------- forward
+    def features(self, pixel_values_vit: torch.Tensor | None = None,
+                 pixel_values_clip: torch.Tensor | None = None, *,
+                 clip_embeds: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each branch's feature and the fused one: ``{"vit": (B, H), "clip": (B, D),
+        "fused": (B, feature_dim)}`` (missing branches left out)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.vit is not None:
+            if pixel_values_vit is None:
+                raise ValueError(f"fusion={self.fusion!r} needs pixel_values_vit")
+            out["vit"] = self.vit(pixel_values=pixel_values_vit).last_hidden_state[:, 0]  # [CLS] (B, H)
+        if self.clip is not None:
+            if clip_embeds is None:
+                if pixel_values_clip is None:
+                    raise ValueError(f"fusion={self.fusion!r} needs pixel_values_clip (or clip_embeds)")
+                clip_embeds = self.clip(pixel_values_clip)
+            elif clip_embeds.shape[-1] != self.clip_dim:
+                raise ValueError(f"clip_embeds has {clip_embeds.shape[-1]} dims; this CLIP branch gives {self.clip_dim}")
+            out["clip"] = clip_embeds.detach()                                            # (B, D)
+        clip_feat = (out["clip"] - self.clip_shift) * self.clip_scale if "clip" in out else None
+        if self.fusion == "concat":
+            out["fused"] = torch.cat([out["vit"], clip_feat], dim=-1)                      # (B, H + D)
+        elif self.fusion == "attention":
+            tokens = torch.stack([out["vit"], self.clip_proj(clip_feat)], dim=1)           # (B, 2, H)
+            mixed, weights = self.attention(tokens, tokens, tokens, need_weights=True,
+                                            average_attn_weights=True)                     # (B, 2, H), (B, 2, 2)
+            self.last_attention = weights.detach()
+            out["fused"] = mixed.mean(dim=1)                                               # (B, H)
+        elif self.fusion == "vit_only":
+            out["fused"] = out["vit"]
+        else:
+            out["fused"] = clip_feat
+        return out
+
+    def forward(self, pixel_values_vit: torch.Tensor | None = None,
+                pixel_values_clip: torch.Tensor | None = None, *,
+                clip_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_classes)``. Give ``pixel_values_clip`` or the cached
+        ``clip_embeds`` ``(B, D)`` from ``encode_clip``."""
+        return self.classifier(self.features(pixel_values_vit, pixel_values_clip,
+                                             clip_embeds=clip_embeds)["fused"])
+
+    @torch.no_grad()
+    def standardize_clip(self, train_embeds: torch.Tensor) -> "HybridViTCLIP":
+        """Fix the CLIP feature standardisation from training embeddings ``(N, D)``: each of
+        the D numbers is shifted and scaled to mean 0, std 1 over the training images (the
+        usual linear-probe recipe; it does not depend on how spread out a given CLIP
+        encoder's embeddings are). A fixed affine map, not trained; stored in the state dict."""
+        if self.clip is None:
+            raise RuntimeError("standardize_clip() needs a CLIP branch")
+        if train_embeds.dim() != 2 or train_embeds.shape[1] != self.clip_dim or len(train_embeds) < 2:
+            raise ValueError(f"expected training embeddings (N ≥ 2, {self.clip_dim}), got {tuple(train_embeds.shape)}")
+        emb = train_embeds.float().to(self.clip_shift.device)
+        self.clip_shift.copy_(emb.mean(0))
+        self.clip_scale.copy_(1.0 / (emb.std(0) + 1e-6))
+        return self
+
+    def branch_attention(self) -> torch.Tensor:
+        """Attention fusion only: after a forward pass, ``(B, 2)`` = how much attention
+        (averaged over heads and over the two query tokens) goes to the ViT token
+        (column 0) and to the CLIP token (column 1); each row sums to 1."""
+        if self.fusion != "attention" or self.last_attention is None:
+            raise RuntimeError("branch_attention() needs fusion='attention' and a forward pass first.")
+        return self.last_attention.mean(dim=1)
+
+    # ---------------------------------------------------------------- summaries
+    def parameter_summary(self) -> pd.DataFrame:
+        """Trainable / frozen parameter counts per component (vit, clip, fusion, classifier)
+        and in total; the CLIP row shows 0 trainable."""
+        fusion = nn.ModuleList([self.clip_proj, self.attention]) if self.fusion == "attention" else None
+        parts = {"ViT branch": self.vit, "CLIP branch (frozen)": self.clip,
+                 "fusion (projection + attention)": fusion, "classifier": self.classifier}
+        rows = {name: count_parameters(m) for name, m in parts.items() if m is not None}
+        rows["total"] = count_parameters(self)
+        return pd.DataFrame(rows).T[["trainable", "frozen", "total"]]
+
+    def extra_repr(self) -> str:
+        return f"fusion={self.fusion!r}, vit_dim={self.vit_dim}, clip_dim={self.clip_dim}, classes={self.num_classes}"
+
+
+def hybrid_step(label_key: str = "label"):
+    """A ``step_fn`` for ``lab_utils.training.fit``: dict batches with ``pixel_values_vit``,
+    ``pixel_values_clip`` or ``clip_embeds``, and ``label``; cross-entropy loss."""
+    def step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits = model(batch.get("pixel_values_vit"), batch.get("pixel_values_clip"),
+                       clip_embeds=batch.get("clip_embeds"))
+        loss = F.cross_entropy(logits.float(), batch[label_key])
+        return {"loss": loss, "logits": logits.detach(), "labels": batch[label_key]}
+    return step
+
+
+class CachedHybridDataset(torch.utils.data.Dataset):
+    """Training items for ``HybridViTCLIP`` with the frozen CLIP branch already applied.
+
+    Args:
+        pixel_values_vit: ``(N, 3, S, S)`` the ViT branch's preprocessed inputs.
+        clip_embeds: ``(N, D)`` CLIP embeddings of the same images (``encode_clip``).
+        labels: ``(N,)`` class indices.
+        clip_embeds_flipped: ``(N, D)`` CLIP embeddings of the mirrored images; with
+            ``flip=True`` each item is mirrored with probability 1/2 — the ViT pixels
+            flipped on the fly and the matching cached CLIP embedding picked — so the
+            augmentation stays consistent across the two branches.
+
+    Items: ``{"pixel_values_vit", "clip_embeds", "label"}`` (for ``hybrid_step``).
+    """
+
+    def __init__(self, pixel_values_vit: torch.Tensor, clip_embeds: torch.Tensor, labels: torch.Tensor,
+                 clip_embeds_flipped: torch.Tensor | None = None, flip: bool = False):
+        n = len(labels)
+        for name, t in (("pixel_values_vit", pixel_values_vit), ("clip_embeds", clip_embeds),
+                        ("clip_embeds_flipped", clip_embeds_flipped)):
+            if t is not None and len(t) != n:
+                raise ValueError(f"{name} has {len(t)} rows for {n} labels")
+        if flip and clip_embeds_flipped is None:
+            raise ValueError("flip=True needs clip_embeds_flipped (the embeddings of the mirrored images)")
+        self.pv, self.emb, self.emb_flip = pixel_values_vit, clip_embeds, clip_embeds_flipped
+        self.labels, self.flip = torch.as_tensor(labels), flip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        flip = self.flip and torch.rand(()) < 0.5
+        return {"pixel_values_vit": self.pv[i].flip(-1) if flip else self.pv[i],
+                "clip_embeds": self.emb_flip[i] if flip else self.emb[i], "label": self.labels[i]}

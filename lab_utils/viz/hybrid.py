@@ -1,0 +1,157 @@
+"""Plots of notebook 03 (hybrid ViT + frozen CLIP fusion).
+
+* ``plot_branch_inputs``    — the same faces as each branch receives them, side by side
+* ``plot_results``          — accuracy / macro-F1, trainable parameters and time per model
+* ``plot_tsne``             — t-SNE maps of several feature sets, coloured by class
+* ``plot_branch_attention`` — attention fusion: weight on each branch, per class
+
+Each returns its ``Figure`` and saves it under ``outputs/<notebook>/``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from .core import _to_image, save_figure
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+
+
+def plot_branch_inputs(images: torch.Tensor, inputs: Mapping[str, torch.Tensor],
+                       titles: Sequence[str] | None = None, name: str = "branch_inputs",
+                       title: str = "One face, two preprocessings") -> plt.Figure:
+    """Rows: the original images ``(n, 3, h, w)`` in [0, 1], then each branch's input
+    ``{label: (n, 3, S, S)}`` (normalised, so shown rescaled to the row's min–max), and a
+    last column with the histogram of each branch's input values.
+    """
+    n = len(images)
+    rows = {"original": images, **inputs}
+    fig, axes = plt.subplots(len(rows), n + 1, figsize=(1.55 * n + 3.2, 1.6 * len(rows) + 0.5),
+                             gridspec_kw={"width_ratios": [1] * n + [2.2]}, squeeze=False)
+    for r, (label, batch) in enumerate(rows.items()):
+        arr = _np(batch)
+        lo, hi = arr.min(), arr.max()
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(np.clip(_to_image((arr[c] - lo) / max(hi - lo, 1e-8)), 0, 1))
+            ax.set_xticks([]), ax.set_yticks([])
+            if c == 0:
+                side = arr.shape[-1]
+                ax.set_ylabel(f"{label}\n{side}×{side} px", fontsize=8)
+            if r == 0 and titles is not None:
+                ax.set_title(titles[c], fontsize=8)
+        hist = axes[r, n]
+        if r == 0:
+            hist.axis("off")
+            hist.text(0.0, 0.5, "pixel values in [0, 1]\n(the data set's images)", fontsize=8, va="center")
+            continue
+        for ch, color in enumerate(("tab:red", "tab:green", "tab:blue")):
+            hist.hist(arr[:, ch].ravel(), bins=40, histtype="step", color=color, label="RGB"[ch])
+        hist.set_xlabel("input value (after normalisation)", fontsize=8)
+        hist.set_ylabel("count (pixels)", fontsize=8)
+        hist.tick_params(labelsize=7)
+        hist.legend(fontsize=7, title="channel", title_fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, name)
+    return fig
+
+
+def plot_results(table: pd.DataFrame, name: str = "results",
+                 title: str = "Baselines and fusions: same data, same budget",
+                 chance: float | None = None) -> plt.Figure:
+    """Three panels for a results table indexed by model: ``accuracy`` and ``f1_macro``
+    (grouped bars), ``trainable_params`` (log scale) and ``train_s`` (seconds)."""
+    models = [str(i) for i in table.index]
+    x = np.arange(len(models))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 3, figsize=(4.2 * 3, 3.8), gridspec_kw={"width_ratios": [1.6, 1, 1]})
+    ax = axes[0]
+    for i, (col, label) in enumerate((("accuracy", "accuracy"), ("f1_macro", "macro-F1"))):
+        bars = ax.bar(x + (i - 0.5) * 0.38, table[col].values, 0.38, label=label, color=colors[i])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    if chance is not None:
+        ax.axhline(chance, ls="--", color="gray", lw=1, label=f"chance ({chance:.2f})")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test score (fraction)")
+    ax.set_title("test accuracy and macro-F1")
+    ax.legend(fontsize=8, loc="upper left")
+    for ax, col, label, color in ((axes[1], "trainable_params", "trainable parameters (count, log scale)", colors[2]),
+                                  (axes[2], "train_s", "training time (s)", colors[3])):
+        bars = ax.bar(x, table[col].values, 0.6, color=color)
+        ax.bar_label(bars, labels=[f"{v:,.0f}" if col == "trainable_params" else f"{v:.1f}"
+                                   for v in table[col].values], fontsize=7, padding=1)
+        if col == "trainable_params":
+            ax.set_yscale("log")
+            ax.set_ylim(top=table[col].max() * 8)
+        else:
+            ax.set_ylim(0, table[col].max() * 1.2)
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0])
+    for ax in axes:
+        ax.set_xticks(x, models, rotation=20, ha="right")
+        ax.set_xlabel("model")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, name)
+    return fig
+
+
+def plot_tsne(features: Mapping[str, torch.Tensor | np.ndarray], labels, class_names: Sequence[str],
+              name: str = "tsne", title: str = "t-SNE of the features, coloured by true class",
+              perplexity: float = 30.0, seed: int = 0) -> plt.Figure:
+    """One t-SNE map (scikit-learn, PCA initialisation, fixed seed) per feature set
+    ``{label: (N, D)}``, the points coloured by ``labels`` ``(N,)``."""
+    from sklearn.manifold import TSNE
+
+    y = _np(labels).astype(int)
+    fig, axes = plt.subplots(1, len(features), figsize=(4.0 * len(features), 4.2), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (label, feats) in zip(axes[0], features.items()):
+        f = _np(feats)
+        xy = TSNE(n_components=2, perplexity=min(perplexity, (len(f) - 1) / 3), init="pca",
+                  random_state=seed).fit_transform(f)
+        for k, cls in enumerate(class_names):
+            sel = y == k
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=8, color=cmap(k), label=cls, alpha=0.8)
+        ax.set_title(f"{label} ({f.shape[1]}-d)")
+        ax.set_xlabel("t-SNE 1 (a.u.)")
+        ax.set_ylabel("t-SNE 2 (a.u.)")
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0, -1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), title="class")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, name)
+    return fig
+
+
+def plot_branch_attention(per_class: pd.DataFrame, name: str = "attention_per_class",
+                          title: str = "Attention fusion: attention paid to each branch, per class") -> plt.Figure:
+    """Stacked horizontal bars: for each class (rows of ``per_class``), the mean attention
+    weight on each branch (columns, e.g. ``ViT`` and ``CLIP``; each row sums to 1)."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(per_class) + 1.4))
+    left = np.zeros(len(per_class))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, col in enumerate(per_class.columns):
+        vals = per_class[col].values
+        bars = ax.barh(np.arange(len(per_class)), vals, left=left, color=colors[i], label=f"{col} token")
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], label_type="center", fontsize=7, color="white")
+        left = left + vals
+    ax.axvline(0.5, ls="--", color="gray", lw=1)
+    ax.set_yticks(np.arange(len(per_class)), [str(i) for i in per_class.index])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean attention weight (fraction; heads and both query tokens averaged)")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.08), ncol=len(per_class.columns))
+    fig.tight_layout()
+    save_figure(fig, name)
+    return fig
