@@ -1,0 +1,737 @@
+"""ViT fine-tuning for facial expressions, and RGB + thermal fusion (seed 001, notebooks 04-05).
+
+* ``ViTForFER`` — a ``transformers.ViTModel`` backbone, one feature per image ([CLS], or the
+  mean of the patch tokens), and seed 001's head::
+
+      LayerNorm(h) → Dropout(p) → Linear(h, h/2) → GELU → Dropout(p/2) → Linear(h/2, C)
+
+  (768 → 384 → 7 for ViT-B/16). ``freeze_backbone=True`` trains the head only;
+  ``unfreeze_backbone(k)`` opens the top ``k`` encoder layers (progressive unfreezing) and
+  ``unfreeze_backbone()`` all of them.
+* ``EarlyFusionViT`` — RGB and thermal enter *one* ViT: ``concat`` stacks them into a
+  6-channel image with a 6-channel patch embedding built from the pretrained 3-channel one
+  (both halves = W/2, so a thermal image equal to its RGB image reproduces the pretrained
+  stem exactly); ``add`` sums the two images into the 3-channel embedding.
+* ``LateFusionViT`` — two ViT encoders, one per modality. ``fusion_layer="feature"``: their
+  features are combined (``concat``, or ``attention``: a learned query attends over the two
+  modality tokens, and the weights it gives each modality are kept for plots) before one
+  head. ``fusion_layer="prediction"``: each encoder has its own head and the logits are
+  averaged (``concat``) or mixed with learned modality weights (``attention``).
+* ``create_multimodal_vit_model`` — builds any of the above from ``mode`` /
+  ``fusion_strategy`` / ``fusion_type`` / ``fusion_layer`` (``VALID_COMBINATIONS``).
+
+Backbones come through ``load_pretrained``: a hub id (full profile), a local
+``save_pretrained`` folder (always), or the quick profile's small ViT (random init). Each
+model lists its pretrained children in ``backbone_modules``, so
+``lab_utils.training.get_optimizer_and_scheduler`` gives them 0.1 × the head's learning rate.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pretrained import count_parameters, load_pretrained, quick_vit_config
+
+DEFAULT_MODEL = "google/vit-base-patch16-224-in21k"
+POOLING = ("cls", "mean")
+MODES = ("rgb", "thermal", "combined")
+EARLY_TYPES = ("concat", "add")
+LATE_TYPES = ("concat", "attention")
+LATE_LAYERS = ("feature", "prediction")
+
+#: Every model ``create_multimodal_vit_model`` can build: (mode, strategy, type, layer) → what it is.
+VALID_COMBINATIONS: dict[tuple, str] = {
+    ("rgb", None, None, None): "ViTForFER on the RGB image",
+    ("thermal", None, None, None): "ViTForFER on the thermal image",
+    ("combined", "early", "concat", None): "one ViT, 6-channel input (RGB ‖ thermal)",
+    ("combined", "early", "add", None): "one ViT, input = RGB + thermal",
+    ("combined", "late", "concat", "feature"): "two ViTs, [f_rgb ; f_thermal] → one head",
+    ("combined", "late", "attention", "feature"): "two ViTs, attention over the two features → one head",
+    ("combined", "late", "concat", "prediction"): "two ViTs with their own heads, logits averaged",
+    ("combined", "late", "attention", "prediction"): "two ViTs with their own heads, learned logit weights",
+}
+
+
+def _combinations_text() -> str:
+    lines = []
+    for (mode, strategy, ftype, layer), what in VALID_COMBINATIONS.items():
+        args = [f"mode={mode!r}"] + ([f"fusion_strategy={strategy!r}", f"fusion_type={ftype!r}"] if strategy else [])
+        args += [f"fusion_layer={layer!r}"] if layer else []
+        lines.append(f"  {', '.join(args)}  → {what}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- building blocks
+def _check_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer ≥ 2 (a classifier needs at least two classes), "
+                         f"got {num_classes!r}. FER2013 and the synthetic faces have 7.")
+
+
+def _check_dropout(p: float) -> None:
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), got {p!r}; seed 001 uses 0.1.")
+
+
+def _check_choice(value: Any, allowed: Sequence, what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what}={value!r} is not allowed. Allowed: {', '.join(map(repr, allowed))}.")
+
+
+def make_fer_head(hidden_size: int, num_classes: int = 7, dropout_rate: float = 0.1) -> nn.Sequential:
+    """Seed 001's classifier head: ``(B, h) → (B, num_classes)``.
+
+    LayerNorm(h) → Dropout(p) → Linear(h, h // 2) → GELU → Dropout(p / 2) → Linear(h // 2, C).
+    """
+    _check_classes(num_classes)
+    _check_dropout(dropout_rate)
+    return nn.Sequential(
+        nn.LayerNorm(hidden_size),                      # normalise the backbone's feature
+        nn.Dropout(dropout_rate),
+        nn.Linear(hidden_size, hidden_size // 2),       # hidden layer (768 → 384 for ViT-B)
+        nn.GELU(),
+        nn.Dropout(dropout_rate / 2),
+        nn.Linear(hidden_size // 2, num_classes),       # one logit per expression
+    )
+
+
+def load_vit_backbone(model_name: str = DEFAULT_MODEL, *, quick_config: Any = None,
+                      profile: str | None = None, verbose: bool = True, what: str = "ViT backbone") -> nn.Module:
+    """A ``transformers.ViTModel`` without its pooler (we pool ourselves).
+
+    ``model_name``: hub id (full profile; offline-safe, see ``load_pretrained``) or a local
+    ``save_pretrained`` folder; in the quick profile a hub id gives ``quick_config``
+    (default ``quick_vit_config()``: 32 px, patch 8, hidden 64, 4 layers), random init.
+    """
+    from transformers import ViTModel
+
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()        # no load report / progress bar for the unused pooler
+    hf_logging.disable_progress_bar()
+    try:
+        vit = load_pretrained(ViTModel, model_name, quick_config=quick_config or quick_vit_config(),
+                              what=what, profile=profile, verbose=verbose)
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+    vit.pooler = None  # unused: the [CLS] / mean feature goes straight into our head
+    return vit
+
+
+def encoder_layers(vit: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a ``ViTModel`` (``vit.layers`` in transformers ≥ 5,
+    ``vit.encoder.layer`` before)."""
+    layers = getattr(vit, "layers", None)
+    if layers is None:
+        layers = vit.encoder.layer
+    return layers
+
+
+def pool_features(last_hidden_state: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, 1 + N, h) token states → (B, h): the [CLS] token (``"cls"``) or the mean of the
+    N patch tokens (``"mean"``)."""
+    if pooling == "cls":
+        return last_hidden_state[:, 0]
+    return last_hidden_state[:, 1:].mean(dim=1)
+
+
+def _enable_checkpointing(vit: nn.Module) -> None:
+    kwargs = {"use_reentrant": False}
+    if hasattr(vit, "activation_checkpointing_enable"):      # transformers ≥ 5
+        vit.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        vit.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _disable_checkpointing(vit: nn.Module) -> None:
+    if hasattr(vit, "activation_checkpointing_disable"):
+        vit.activation_checkpointing_disable()
+    else:
+        vit.gradient_checkpointing_disable()
+
+
+class _FERBase(nn.Module):
+    """Shared behaviour: freezing, progressive unfreezing, gradient checkpointing, counts."""
+
+    backbone_modules: tuple[str, ...] = ("vit",)
+
+    def _backbones(self) -> list[nn.Module]:
+        return [getattr(self, name) for name in self.backbone_modules]
+
+    @property
+    def num_layers(self) -> int:
+        """Transformer blocks per backbone."""
+        return len(encoder_layers(self._backbones()[0]))
+
+    def freeze(self) -> None:
+        """Freeze every backbone parameter (head / fusion layers stay trainable)."""
+        for vit in self._backbones():
+            vit.requires_grad_(False)
+
+    def unfreeze_backbone(self, num_layers: int | None = None) -> None:
+        """Make backbone parameters trainable again.
+
+        ``num_layers=None``: all of them (embeddings included). ``num_layers=k``: only the
+        top ``k`` encoder blocks and the final LayerNorm (progressive unfreezing). After
+        this, build the optimizer again (``get_optimizer_and_scheduler``): an optimizer only
+        updates the parameters it was given.
+        """
+        total = self.num_layers
+        if num_layers is not None:
+            if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= total:
+                raise ValueError(f"unfreeze_backbone(num_layers={num_layers!r}): this backbone has {total} "
+                                 f"encoder layers, so num_layers must be between 1 and {total}, or None "
+                                 "to unfreeze everything.")
+        for vit in self._backbones():
+            if num_layers is None:
+                vit.requires_grad_(True)
+                continue
+            for block in list(encoder_layers(vit))[total - num_layers:]:
+                block.requires_grad_(True)
+            vit.layernorm.requires_grad_(True)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each encoder block's activations in the backward pass instead of keeping
+        them: less memory per step, about one extra forward pass of compute."""
+        for vit in self._backbones():
+            _enable_checkpointing(vit)
+
+    def gradient_checkpointing_disable(self) -> None:
+        for vit in self._backbones():
+            _disable_checkpointing(vit)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        flag = "is_activation_checkpointing"   # transformers ≥ 5; "is_gradient_checkpointing" before
+        return any(getattr(v, flag if hasattr(v, flag) else "is_gradient_checkpointing", False)
+                   for v in self._backbones())
+
+    def parameter_counts(self) -> dict[str, int]:
+        """``{"trainable", "frozen", "total"}`` parameter counts."""
+        return count_parameters(self)
+
+    @property
+    def image_size(self) -> int:
+        return int(self._backbones()[0].config.image_size)
+
+
+# --------------------------------------------------------------------------- single modality
+class ViTForFER(_FERBase):
+    """A pretrained ViT with seed 001's expression head.
+
+    ``forward(pixel_values (B, 3, S, S)) → logits (B, num_classes)``; ``S`` = the backbone's
+    ``config.image_size`` (224 for ViT-B/16, 32 in the quick profile).
+
+    Args:
+        model_name: hub id or local ``save_pretrained`` folder of a ``ViTModel``.
+        num_classes: number of expressions (≥ 2).
+        freeze_backbone: ``True`` trains the head only (classifier-only fine-tuning).
+        dropout_rate: ``p`` of the head (the second dropout uses ``p / 2``).
+        pooling: ``"cls"`` (seed 001, the [CLS] token) or ``"mean"`` (mean of the patch tokens,
+            which small ViTs trained from scratch learn faster with).
+        gradient_checkpointing: trade compute for activation memory.
+        quick_config, profile, verbose: passed to ``load_vit_backbone``.
+    """
+
+    backbone_modules = ("vit",)
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, num_classes: int = 7,
+                 freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
+                 gradient_checkpointing: bool = False, quick_config: Any = None,
+                 profile: str | None = None, verbose: bool = True):
+        super().__init__()
+        _check_classes(num_classes)
+        _check_dropout(dropout_rate)
+        _check_choice(pooling, POOLING, "pooling")
+        self.num_classes, self.pooling = num_classes, pooling
+        self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose)
+        self.hidden_size = self.vit.config.hidden_size
+        self.classifier = make_fer_head(self.hidden_size, num_classes, dropout_rate)
+        if freeze_backbone:
+            self.freeze()
+        if gradient_checkpointing:
+            self.gradient_checkpointing_enable()
+
+    def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) → (B, h) pooled backbone feature."""
+        return pool_features(self.vit(pixel_values=pixel_values).last_hidden_state, self.pooling)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(pixel_values))
+
+
+# --------------------------------------------------------------------------- fusion
+def _check_pair(rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+    """Thermal with 1 channel is repeated to 3; otherwise both batches must have one shape."""
+    if thermal.dim() == 4 and thermal.shape[1] == 1 and rgb.dim() == 4 and rgb.shape[1] == 3:
+        thermal = thermal.expand(-1, 3, -1, -1)
+    if rgb.shape != thermal.shape:
+        raise ValueError(f"rgb and thermal batches must have the same shape (B, 3, S, S), got rgb "
+                         f"{tuple(rgb.shape)} and thermal {tuple(thermal.shape)}. Resize both to the "
+                         "model's image size and pair them item by item (a 1-channel thermal map is "
+                         "repeated to 3 channels automatically).")
+    return thermal
+
+
+def six_channel_patch_embedding(conv: nn.Conv2d) -> nn.Conv2d:
+    """A 6-channel copy of a 3-channel patch-embedding convolution, both halves = W / 2.
+
+    For an input ``[x ; x]`` it gives ``W/2·x + W/2·x + b = W·x + b``: exactly the pretrained
+    stem's output, so fine-tuning starts from the pretrained model. (Copying W into both
+    halves would double every patch embedding.)
+    """
+    new = nn.Conv2d(2 * conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, bias=conv.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(torch.cat([conv.weight, conv.weight], dim=1) / 2)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new.to(conv.weight.device, conv.weight.dtype)
+
+
+class EarlyFusionViT(_FERBase):
+    """One ViT sees both modalities from the first layer on.
+
+    ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``.
+
+    * ``fusion_type="concat"``: ``[rgb ; thermal]`` (B, 6, S, S) through a 6-channel patch
+      embedding initialised from the pretrained one (``six_channel_patch_embedding``);
+    * ``fusion_type="add"``: ``rgb + thermal`` (B, 3, S, S) through the pretrained embedding.
+    """
+
+    backbone_modules = ("vit",)
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, num_classes: int = 7, fusion_type: str = "concat",
+                 freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
+                 gradient_checkpointing: bool = False, quick_config: Any = None,
+                 profile: str | None = None, verbose: bool = True):
+        super().__init__()
+        _check_classes(num_classes)
+        _check_dropout(dropout_rate)
+        _check_choice(pooling, POOLING, "pooling")
+        if fusion_type not in EARLY_TYPES:
+            raise ValueError(f"EarlyFusionViT: fusion_type={fusion_type!r} is not an early fusion. Allowed: "
+                             f"{', '.join(map(repr, EARLY_TYPES))}. Valid combinations:\n{_combinations_text()}")
+        self.num_classes, self.pooling, self.fusion_type = num_classes, pooling, fusion_type
+        self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose)
+        if fusion_type == "concat":
+            patches = self.vit.embeddings.patch_embeddings
+            patches.projection = six_channel_patch_embedding(patches.projection)
+            patches.num_channels = 6
+            self.vit.config.num_channels = 6
+        self.hidden_size = self.vit.config.hidden_size
+        self.classifier = make_fer_head(self.hidden_size, num_classes, dropout_rate)
+        if freeze_backbone:
+            self.freeze()
+        if gradient_checkpointing:
+            self.gradient_checkpointing_enable()
+
+    def fuse_inputs(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        """The ViT's input: (B, 6, S, S) for concat, (B, 3, S, S) for add."""
+        thermal = _check_pair(rgb, thermal)
+        return torch.cat([rgb, thermal], dim=1) if self.fusion_type == "concat" else rgb + thermal
+
+    def features(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        out = self.vit(pixel_values=self.fuse_inputs(rgb, thermal)).last_hidden_state
+        return pool_features(out, self.pooling)
+
+    def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(rgb, thermal))
+
+
+class ModalityAttention(nn.Module):
+    """Attention pooling over modality tokens: a learned query attends over ``(B, M, h)``
+    features with multi-head attention → ``(B, h)``; ``last_weights`` (B, M) holds how much
+    the query attended to each modality (averaged over heads; each row sums to 1)."""
+
+    def __init__(self, hidden_size: int, num_heads: int = 4):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden size {hidden_size} is not divisible by num_heads={num_heads}")
+        self.query = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        self.modality_embed = nn.Parameter(torch.zeros(1, 2, hidden_size))   # which token is which
+        nn.init.trunc_normal_(self.query, std=0.02)
+        nn.init.trunc_normal_(self.modality_embed, std=0.02)
+        self.attn = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens + self.modality_embed[:, : tokens.shape[1]]
+        query = self.query.expand(tokens.shape[0], -1, -1)
+        out, weights = self.attn(query, tokens, tokens, need_weights=True, average_attn_weights=True)
+        self.last_weights = weights[:, 0].detach()                 # (B, M)
+        return out[:, 0]
+
+
+class LateFusionViT(_FERBase):
+    """Two ViT encoders, one per modality, fused after encoding.
+
+    ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``.
+
+    * ``fusion_layer="feature"``: ``concat`` → ``[f_rgb ; f_th]`` (B, 2h) → head;
+      ``attention`` → ``ModalityAttention`` over the two features (B, 2, h) → (B, h) → head.
+    * ``fusion_layer="prediction"``: one head per encoder; ``concat`` averages the two
+      logit vectors, ``attention`` mixes them with learned weights ``softmax(w)`` (2,).
+
+    ``modality_weights()`` → (B, 2) weights [RGB, thermal] of the last forward pass
+    (attention fusion), each row summing to 1.
+    """
+
+    backbone_modules = ("rgb_vit", "thermal_vit")
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, num_classes: int = 7, fusion_type: str = "concat",
+                 fusion_layer: str = "feature", freeze_backbone: bool = False, dropout_rate: float = 0.1, *,
+                 pooling: str = "cls", num_heads: int = 4, thermal_model_name: str | None = None,
+                 gradient_checkpointing: bool = False, quick_config: Any = None,
+                 profile: str | None = None, verbose: bool = True):
+        super().__init__()
+        _check_classes(num_classes)
+        _check_dropout(dropout_rate)
+        _check_choice(pooling, POOLING, "pooling")
+        if fusion_type not in LATE_TYPES or fusion_layer not in LATE_LAYERS:
+            raise ValueError(f"LateFusionViT: fusion_type={fusion_type!r}, fusion_layer={fusion_layer!r} is not a "
+                             f"late fusion. fusion_type: {', '.join(map(repr, LATE_TYPES))}; fusion_layer: "
+                             f"{', '.join(map(repr, LATE_LAYERS))}. Valid combinations:\n{_combinations_text()}")
+        self.num_classes, self.pooling = num_classes, pooling
+        self.fusion_type, self.fusion_layer = fusion_type, fusion_layer
+        self.rgb_vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile,
+                                         verbose=verbose, what="RGB ViT encoder")
+        self.thermal_vit = load_vit_backbone(thermal_model_name or model_name, quick_config=quick_config,
+                                             profile=profile, verbose=False, what="thermal ViT encoder")
+        h = self.hidden_size = self.rgb_vit.config.hidden_size
+        if self.thermal_vit.config.hidden_size != h:
+            raise ValueError(f"the two encoders must have the same hidden size, got {h} (RGB) and "
+                             f"{self.thermal_vit.config.hidden_size} (thermal)")
+        if fusion_layer == "feature":
+            self.fusion = ModalityAttention(h, num_heads) if fusion_type == "attention" else nn.Identity()
+            self.classifier = make_fer_head(h if fusion_type == "attention" else 2 * h, num_classes, dropout_rate)
+        else:
+            self.rgb_head = make_fer_head(h, num_classes, dropout_rate)
+            self.thermal_head = make_fer_head(h, num_classes, dropout_rate)
+            if fusion_type == "attention":
+                self.logit_weights = nn.Parameter(torch.zeros(2))   # softmax → equal weights at start
+        self._last_weights: torch.Tensor | None = None
+        if freeze_backbone:
+            self.freeze()
+        if gradient_checkpointing:
+            self.gradient_checkpointing_enable()
+
+    def encode(self, rgb: torch.Tensor, thermal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, h) features of each encoder."""
+        thermal = _check_pair(rgb, thermal)
+        f_rgb = pool_features(self.rgb_vit(pixel_values=rgb).last_hidden_state, self.pooling)
+        f_th = pool_features(self.thermal_vit(pixel_values=thermal).last_hidden_state, self.pooling)
+        return f_rgb, f_th
+
+    def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        f_rgb, f_th = self.encode(rgb, thermal)
+        if self.fusion_layer == "feature":
+            if self.fusion_type == "concat":
+                return self.classifier(torch.cat([f_rgb, f_th], dim=-1))           # (B, 2h) → (B, C)
+            fused = self.fusion(torch.stack([f_rgb, f_th], dim=1))                  # (B, 2, h) → (B, h)
+            self._last_weights = self.fusion.last_weights
+            return self.classifier(fused)
+        logits = torch.stack([self.rgb_head(f_rgb), self.thermal_head(f_th)], dim=1)  # (B, 2, C)
+        if self.fusion_type == "concat":
+            w = torch.full((2,), 0.5, device=logits.device, dtype=logits.dtype)
+        else:
+            w = torch.softmax(self.logit_weights, dim=0)
+        self._last_weights = w.detach().expand(logits.shape[0], 2)
+        return (w[None, :, None] * logits).sum(dim=1)
+
+    def modality_weights(self) -> torch.Tensor:
+        """(B, 2) weights [RGB, thermal] of the last forward pass; rows sum to 1."""
+        if self._last_weights is None:
+            raise RuntimeError("run a forward pass first (and use fusion_type='attention' or "
+                               "fusion_layer='prediction' to have weights)")
+        return self._last_weights
+
+
+# --------------------------------------------------------------------------- factory
+def create_multimodal_vit_model(mode: str = "rgb", fusion_strategy: str = "early", fusion_type: str = "concat",
+                                fusion_layer: str = "feature", model_name: str = DEFAULT_MODEL,
+                                num_classes: int = 7, **kwargs: Any) -> nn.Module:
+    """Build the model for one modality setting (seed 001's factory).
+
+    * ``mode="rgb"`` / ``"thermal"``: a ``ViTForFER`` (fusion arguments are not used; the
+      model is called with that modality's images);
+    * ``mode="combined"``, ``fusion_strategy="early"``: ``EarlyFusionViT(fusion_type=
+      "concat"|"add")`` (``fusion_layer`` must stay ``"feature"``);
+    * ``mode="combined"``, ``fusion_strategy="late"``: ``LateFusionViT(fusion_type=
+      "concat"|"attention", fusion_layer="feature"|"prediction")``.
+
+    ``kwargs`` go to the model (``freeze_backbone``, ``dropout_rate``, ``pooling`` …). An
+    invalid value or combination raises ``ValueError`` listing ``VALID_COMBINATIONS``.
+    """
+    def bad(reason: str) -> ValueError:
+        return ValueError(f"create_multimodal_vit_model: {reason}. Valid combinations:\n{_combinations_text()}")
+
+    if mode not in MODES:
+        raise bad(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}")
+    _check_classes(num_classes)
+    if mode in ("rgb", "thermal"):
+        return ViTForFER(model_name, num_classes, **kwargs)
+    if fusion_strategy not in ("early", "late"):
+        raise bad(f"fusion_strategy={fusion_strategy!r} is not 'early' or 'late'")
+    if fusion_strategy == "early":
+        if fusion_type not in EARLY_TYPES:
+            raise bad(f"early fusion has no fusion_type={fusion_type!r} (early fusion mixes pixels: "
+                      f"{' or '.join(map(repr, EARLY_TYPES))})")
+        if fusion_layer != "feature":
+            raise bad(f"fusion_layer={fusion_layer!r} makes no sense for early fusion (there is one "
+                      "encoder and one head); leave fusion_layer='feature'")
+        return EarlyFusionViT(model_name, num_classes, fusion_type=fusion_type, **kwargs)
+    if fusion_type not in LATE_TYPES:
+        raise bad(f"late fusion has no fusion_type={fusion_type!r} ({' or '.join(map(repr, LATE_TYPES))})")
+    if fusion_layer not in LATE_LAYERS:
+        raise bad(f"fusion_layer={fusion_layer!r} is not {' or '.join(map(repr, LATE_LAYERS))}")
+    return LateFusionViT(model_name, num_classes, fusion_type=fusion_type, fusion_layer=fusion_layer, **kwargs)
+
+
+# --------------------------------------------------------------------------- training helpers
+def fer_step(inputs: Sequence[str] = ("rgb",), label_key: str = "label", flip: bool = True,
+             label_smoothing: float = 0.0) -> Callable:
+    """A ``fit`` step for dict batches: ``logits = model(*batch[inputs])``, cross-entropy.
+
+    With ``flip=True`` a random half of each *training* batch is mirrored left-right, the
+    RGB and thermal images of an item together (``paired_hflip_batch``): a face flipped in
+    one modality only would put the warm cheek on the wrong side.
+    """
+    from ..data import paired_hflip_batch
+    from ..training import classification_step
+
+    base = classification_step(inputs=tuple(inputs), label_key=label_key, label_smoothing=label_smoothing)
+    images = [k for k in inputs if k in ("rgb", "thermal", "pixel_values")]
+
+    def step(model: nn.Module, batch: Mapping) -> dict[str, torch.Tensor]:
+        if flip and model.training and images:
+            batch = dict(batch)
+            if len(images) == 2:
+                batch[images[0]], batch[images[1]] = paired_hflip_batch(batch[images[0]], batch[images[1]])
+            else:
+                x = batch[images[0]]
+                batch[images[0]], _ = paired_hflip_batch(x, x[:, :1])
+        return base(model, batch)
+    return step
+
+
+class TensorBatches:
+    """Mini-batches of dict-of-tensors data without a DataLoader's per-item overhead.
+
+    ``TensorBatches({"rgb": (N, 3, S, S), "label": (N,)}, batch_size=64, shuffle=True)``
+    yields dicts of slices; the order of epoch e comes from torch's global RNG, which
+    ``fit`` reseeds per epoch (exact resumes).
+    """
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], batch_size: int = 64, shuffle: bool = False):
+        sizes = {k: len(v) for k, v in tensors.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"all tensors need the same first dimension, got {sizes}")
+        self.tensors, self.batch_size, self.shuffle = dict(tensors), int(batch_size), shuffle
+        self.n = next(iter(sizes.values()))
+
+    def __len__(self) -> int:
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(self.n) if self.shuffle else torch.arange(self.n)
+        for a in range(0, self.n, self.batch_size):
+            idx = order[a:a + self.batch_size]
+            yield {k: v[idx] for k, v in self.tensors.items()}
+
+
+def lr_schedule_table(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> "Any":
+    """Step a scheduler ``steps`` times on a throwaway copy of the learning rates and return
+    a DataFrame (index = step, one column per parameter group name) of the rates applied."""
+    import pandas as pd
+
+    names = [g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)]
+    state = scheduler.state_dict()
+    saved = [g["lr"] for g in optimizer.param_groups]
+    rows = []
+    with warnings.catch_warnings():   # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(steps):
+            rows.append([g["lr"] for g in optimizer.param_groups])
+            scheduler.step()
+    scheduler.load_state_dict(state)
+    for g, lr in zip(optimizer.param_groups, saved):
+        g["lr"] = lr
+    return pd.DataFrame(rows, columns=names).rename_axis("step")
+
+
+def saved_activation_bytes(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of ``loss_fn()`` (the
+    activation memory of a training step), counting each storage once and leaving out
+    parameters. Works on the CPU, where there is no ``torch.cuda.max_memory_allocated``.
+    With gradient checkpointing the blocks' inner activations are not kept (they are
+    recomputed), only each block's input.
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr not in params and ptr != 0:
+                seen[ptr] = max(seen.get(ptr, 0), storage.nbytes())
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(seen.values())
+
+
+def measure_checkpointing(model: _FERBase, batch: Mapping[str, torch.Tensor], step_fn: Callable,
+                          repeats: int = 3) -> dict[str, float]:
+    """Activation memory and time of one training step with and without gradient checkpointing.
+
+    Returns ``{"activations_MB", "step_ms", "peak_gpu_MB" (CUDA only)}`` for the
+    ``model``'s current setting. The step is forward + backward (no optimizer update).
+    """
+    device = next(model.parameters()).device
+    model.train()
+    out: dict[str, float] = {}
+    out["activations_MB"] = saved_activation_bytes(model, lambda: step_fn(model, batch)["loss"]) / 2**20
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step_fn(model, batch)["loss"].backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        model.zero_grad(set_to_none=True)
+    out["step_ms"] = 1000 * sorted(times)[len(times) // 2]
+    if device.type == "cuda":
+        out["peak_gpu_MB"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+    return out
+
+
+# --------------------------------------------------------------------------- data plumbing (notebooks 04-05)
+VIT_MEAN, VIT_STD = 0.5, 0.5   # google/vit-base-patch16-224-in21k's image processor: (x - 0.5) / 0.5
+_TENSOR_MAX_SIZE = 64          # synthetic data up to this size is held as whole tensors
+
+
+def normalize_item(item: dict) -> dict:
+    """ViT normalisation of an item's ``rgb`` / ``thermal`` images in [0, 1] → [-1, 1]."""
+    item = dict(item)
+    for key in ("rgb", "thermal"):
+        if key in item:
+            item[key] = (item[key] - VIT_MEAN) / VIT_STD
+    return item
+
+
+def load_fer_splits(source: str, path: str, image_size: int, num_samples: int, seed: int = 0,
+                    data_seed: int = 0) -> tuple[dict, str]:
+    """``({"train", "val", "test"}: datasets, description)`` for notebook 04.
+
+    ``source="fer2013"``: ``load_fer2013(path)`` resized to ``image_size``, gray → 3 channels,
+    ViT-normalised; the CSV's PublicTest is the validation set and PrivateTest the test set
+    (the folder release has no validation split: 10 % of train, seeded). If FER2013 is not
+    there, the message says how to get it and the synthetic faces at ``image_size`` are used.
+    ``source="synthetic"``: ``SynthFER(num_samples, image_size, seed=data_seed)`` split by subject.
+    """
+    from ..data import LabeledSubset, SynthFER, get_transforms, load_fer2013, subject_split
+
+    if source == "fer2013":
+        try:
+            data = load_fer2013(path, transform=get_transforms("vit", image_size))
+        except FileNotFoundError as err:
+            print(f"{err}\n→ Using the synthetic faces at {image_size} px instead, so the notebook still runs.")
+        else:
+            if "Training" in data:
+                return ({"train": data["Training"], "val": data["PublicTest"], "test": data["PrivateTest"]},
+                        "FER2013 (CSV): Training / PublicTest (validation) / PrivateTest (test)")
+            import numpy as np
+            order = np.random.default_rng(seed).permutation(len(data["train"]))
+            k = len(order) // 10
+            return ({"train": LabeledSubset(data["train"], sorted(order[k:].tolist())),
+                     "val": LabeledSubset(data["train"], sorted(order[:k].tolist())), "test": data["test"]},
+                    "FER2013 (folders): train minus 10 % / 10 % of train (validation) / test")
+    faces = SynthFER(num_samples, image_size, seed=data_seed,
+                     transform=normalize_item if image_size > _TENSOR_MAX_SIZE else None)
+    return (dict(zip(("train", "val", "test"), subject_split(faces, seed=seed))),
+            f"synthetic faces ({image_size} px), split by subject")
+
+
+def load_fusion_splits(source: str, path: str, image_size: int, num_samples: int, seed: int = 0,
+                       data_seed: int = 0) -> tuple[dict, str]:
+    """``({"train", "val", "test"}: datasets, description)`` for notebook 05: paired RGB +
+    thermal items (thermal repeated to 3 channels). ``source="paired"``: ``load_paired_rgbt(path)``
+    (subject-disjoint when file names carry subject ids), ViT-normalised; if the folders are
+    missing, the message says what to do and the synthetic pairs at ``image_size`` are used."""
+    from ..data import SynthFER, get_paired_transforms, load_paired_rgbt, subject_split
+
+    if source == "paired":
+        try:
+            tf = get_paired_transforms("vit", image_size, train=False, thermal_channels=3)
+            splits = load_paired_rgbt(path, image_size=image_size, seed=seed, thermal_channels=3,
+                                      transforms={"train": tf, "val": tf, "test": tf})
+        except FileNotFoundError as err:
+            print(f"{err}\n→ Using the synthetic RGB + thermal faces at {image_size} px instead.")
+        else:
+            return splits, "paired RGB-thermal folders"
+    faces = SynthFER(num_samples, image_size, seed=data_seed, thermal_channels=3,
+                     transform=normalize_item if image_size > _TENSOR_MAX_SIZE else None)
+    return (dict(zip(("train", "val", "test"), subject_split(faces, seed=seed))),
+            f"synthetic RGB + thermal faces ({image_size} px), split by subject")
+
+
+def make_loaders(splits: Mapping[str, Any], batch_size: int, eval_batch_size: int = 256,
+                 num_workers: int = 0) -> dict[str, Any]:
+    """Batches for ``fit``: small synthetic data as whole normalised tensors
+    (``TensorBatches``, no per-item work), anything else through a ``DataLoader``."""
+    from torch.utils.data import DataLoader, Subset
+
+    from ..data import SynthFER
+
+    base = splits["train"].dataset if isinstance(splits["train"], Subset) else None
+    if isinstance(base, SynthFER) and base.image_size <= _TENSOR_MAX_SIZE and all(
+            isinstance(s, Subset) and s.dataset is base for s in splits.values()):
+        t = base.tensors()
+        out = {}
+        for name, sub in splits.items():
+            idx = torch.as_tensor(sub.indices, dtype=torch.long)
+            data = normalize_item({"rgb": t["rgb"][idx], "thermal": t["thermal"][idx]})
+            data["label"] = t["label"][idx]
+            out[name] = TensorBatches(data, batch_size if name == "train" else eval_batch_size,
+                                      shuffle=name == "train")
+        return out
+    return {name: DataLoader(ds, batch_size=batch_size if name == "train" else eval_batch_size,
+                             shuffle=name == "train", num_workers=num_workers,
+                             persistent_workers=num_workers > 0)
+            for name, ds in splits.items()}
+
+
+class ItemImages:
+    """``images[i]`` = item ``i``'s ``key`` image of a dataset, back in [0, 1] for display
+    (reads only the items asked for)."""
+
+    def __init__(self, dataset: Any, key: str = "rgb", normalized: bool | None = None):
+        self.dataset, self.key = dataset, key
+        self.normalized = normalized
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = self.dataset[int(i)][self.key]
+        normalized = self.normalized if self.normalized is not None else bool(x.min() < 0)
+        return (x * VIT_STD + VIT_MEAN).clamp(0, 1) if normalized else x

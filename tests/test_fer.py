@@ -1,0 +1,337 @@
+"""ViTForFER, early / late fusion, the optimizer groups and schedule, gradient checkpointing
+(lab_utils.models.fer, seed 001). Tiny ViTs saved with save_pretrained into tmp_path stand
+in for google/vit-base-patch16-224-in21k: the full profile's loading path, offline."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from transformers import ViTModel
+
+from lab_utils.models.fer import (EarlyFusionViT, LateFusionViT, TensorBatches, ViTForFER,
+                                  create_multimodal_vit_model, fer_step, lr_schedule_table,
+                                  make_fer_head, saved_activation_bytes, six_channel_patch_embedding)
+from lab_utils.models.pretrained import quick_vit_config
+from lab_utils.training import get_optimizer_and_scheduler
+
+H, LAYERS, S = 32, 3, 16
+
+
+def tiny_config(**kw):
+    return quick_vit_config(image_size=S, patch_size=8, hidden_size=H, num_hidden_layers=LAYERS,
+                            num_attention_heads=2, intermediate_size=64, **kw)
+
+
+@pytest.fixture(scope="module")
+def vit_dir(tmp_path_factory):
+    """A tiny pretrained-looking ViTModel on disk (what save_pretrained writes)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_vit")
+    ViTModel(tiny_config(), add_pooling_layer=False).save_pretrained(path)
+    return str(path)
+
+
+def n_params(module: nn.Module, trainable: bool | None = None) -> int:
+    return sum(p.numel() for p in module.parameters() if trainable is None or p.requires_grad == trainable)
+
+
+def images(b=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, S, S, generator=g), torch.randn(b, 3, S, S, generator=g)
+
+
+# --------------------------------------------------------------------------- head and loading
+def test_head_is_seed_001s_mlp_for_vit_b_sizes():
+    head = make_fer_head(768, 7, 0.1)
+    kinds = [type(m) for m in head]
+    assert kinds == [nn.LayerNorm, nn.Dropout, nn.Linear, nn.GELU, nn.Dropout, nn.Linear]
+    assert head[0].normalized_shape == (768,)
+    assert (head[2].in_features, head[2].out_features) == (768, 384)
+    assert (head[5].in_features, head[5].out_features) == (384, 7)
+    assert head[1].p == pytest.approx(0.1) and head[4].p == pytest.approx(0.05)
+
+
+def test_vit_for_fer_loads_local_weights_and_has_h_to_half_h_head(vit_dir):
+    model = ViTForFER(vit_dir, num_classes=5, dropout_rate=0.2, profile="full")
+    ref = ViTModel.from_pretrained(vit_dir)
+    for (name, p), (_, q) in zip(model.vit.named_parameters(), ref.named_parameters()):
+        assert torch.equal(p, q), name                       # the saved weights, not a new init
+    assert model.vit.pooler is None
+    lin1, lin2 = model.classifier[2], model.classifier[5]
+    assert (lin1.in_features, lin1.out_features, lin2.out_features) == (H, H // 2, 5)
+    x, _ = images()
+    assert model(x).shape == (4, 5)
+    model.eval()
+    with torch.no_grad():
+        expected = model.classifier(ref(pixel_values=x).last_hidden_state[:, 0])   # [CLS] by default
+        assert torch.allclose(model(x), expected, atol=1e-6)
+        model.pooling = "mean"
+        expected = model.classifier(ref(pixel_values=x).last_hidden_state[:, 1:].mean(1))
+        assert torch.allclose(model(x), expected, atol=1e-6)
+
+
+def test_quick_profile_builds_small_model_without_network(capsys):
+    model = ViTForFER("google/vit-base-patch16-224-in21k", profile="quick")
+    assert "random init" in capsys.readouterr().out
+    assert model.vit.config.hidden_size == 64 and model.image_size == 32
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+
+
+# --------------------------------------------------------------------------- freezing
+def test_freeze_and_progressive_unfreeze_counts(vit_dir):
+    model = ViTForFER(vit_dir, freeze_backbone=True, profile="full")
+    head, backbone = n_params(model.classifier), n_params(model.vit)
+    assert n_params(model, trainable=True) == head
+    assert n_params(model, trainable=False) == backbone
+
+    model.unfreeze_backbone(1)                              # top block + final LayerNorm
+    top = n_params(model.vit.layers[-1]) + n_params(model.vit.layernorm)
+    assert n_params(model, trainable=True) == head + top
+    assert all(not p.requires_grad for p in model.vit.layers[0].parameters())
+    assert all(not p.requires_grad for p in model.vit.embeddings.parameters())
+
+    model.unfreeze_backbone(2)
+    assert n_params(model, trainable=True) == head + top + n_params(model.vit.layers[-2])
+    model.unfreeze_backbone()
+    assert n_params(model, trainable=False) == 0
+
+
+# --------------------------------------------------------------------------- early fusion
+def test_early_concat_reproduces_pretrained_stem_when_thermal_equals_rgb(vit_dir):
+    ref = ViTModel.from_pretrained(vit_dir).eval()
+    model = EarlyFusionViT(vit_dir, fusion_type="concat", profile="full").eval()
+    conv = model.vit.embeddings.patch_embeddings.projection
+    assert conv.in_channels == 6
+    w = ref.embeddings.patch_embeddings.projection.weight
+    assert torch.equal(conv.weight[:, :3] * 2, w) and torch.equal(conv.weight[:, 3:] * 2, w)
+    x, _ = images()
+    with torch.no_grad():
+        stem_ref = ref.embeddings.patch_embeddings(x)
+        stem = model.vit.embeddings.patch_embeddings(torch.cat([x, x], 1))
+        assert torch.allclose(stem, stem_ref, atol=1e-6, rtol=0)
+        out = model.vit(pixel_values=model.fuse_inputs(x, x)).last_hidden_state
+        assert torch.allclose(out, ref(pixel_values=x).last_hidden_state, atol=1e-5, rtol=0)
+        # the bug this avoids: W in both halves doubles the patch embeddings
+        doubled = nn.functional.conv2d(torch.cat([x, x], 1), torch.cat([w, w], 1), stride=8)
+        assert torch.allclose(doubled, 2 * nn.functional.conv2d(x, w, stride=8), atol=1e-5)
+
+
+def test_six_channel_embedding_keeps_bias():
+    conv = nn.Conv2d(3, 8, 4, 4)
+    new = six_channel_patch_embedding(conv)
+    assert torch.equal(new.bias, conv.bias) and new.weight.shape == (8, 6, 4, 4)
+
+
+def test_early_add_sums_images_into_the_three_channel_stem(vit_dir):
+    ref = ViTModel.from_pretrained(vit_dir).eval()
+    model = EarlyFusionViT(vit_dir, fusion_type="add", profile="full", pooling="mean").eval()
+    rgb, th = images()
+    with torch.no_grad():
+        expected = model.classifier(ref(pixel_values=rgb + th).last_hidden_state[:, 1:].mean(1))
+        assert torch.allclose(model(rgb, th), expected, atol=1e-5)
+        assert torch.allclose(model(rgb, th[:, :1]), model(rgb, th[:, :1].expand(-1, 3, -1, -1)))
+
+
+# --------------------------------------------------------------------------- late fusion
+@pytest.mark.parametrize("fusion_type,fusion_layer", [("concat", "feature"), ("attention", "feature"),
+                                                      ("concat", "prediction"), ("attention", "prediction")])
+def test_late_fusion_shapes_and_weights(vit_dir, fusion_type, fusion_layer):
+    model = LateFusionViT(vit_dir, num_classes=7, fusion_type=fusion_type, fusion_layer=fusion_layer,
+                          profile="full").eval()
+    rgb, th = images(5)
+    with torch.no_grad():
+        logits = model(rgb, th)
+    assert logits.shape == (5, 7)
+    if fusion_layer == "feature" and fusion_type == "concat":
+        assert model.classifier[2].in_features == 2 * H
+    else:
+        w = model.modality_weights()
+        assert w.shape == (5, 2)
+        assert torch.allclose(w.sum(1), torch.ones(5), atol=1e-6)
+        assert (w >= 0).all()
+    if fusion_layer == "prediction":
+        with torch.no_grad():
+            f_rgb, f_th = model.encode(rgb, th)
+            avg = (model.rgb_head(f_rgb) + model.thermal_head(f_th)) / 2   # equal weights at start
+        assert torch.allclose(logits, avg, atol=1e-6)
+
+
+def test_late_fusion_encoders_are_independent_copies(vit_dir):
+    model = LateFusionViT(vit_dir, profile="full")
+    assert model.rgb_vit is not model.thermal_vit
+    p = next(model.rgb_vit.parameters())
+    q = next(model.thermal_vit.parameters())
+    assert torch.equal(p, q) and p.data_ptr() != q.data_ptr()
+
+
+def test_factory_builds_each_valid_combination(vit_dir):
+    kw = dict(model_name=vit_dir, profile="full")
+    assert isinstance(create_multimodal_vit_model("rgb", **kw), ViTForFER)
+    assert isinstance(create_multimodal_vit_model("thermal", **kw), ViTForFER)
+    m = create_multimodal_vit_model("combined", "early", "add", **kw)
+    assert isinstance(m, EarlyFusionViT) and m.fusion_type == "add"
+    m = create_multimodal_vit_model("combined", "late", "attention", "prediction", **kw)
+    assert isinstance(m, LateFusionViT) and (m.fusion_type, m.fusion_layer) == ("attention", "prediction")
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("args,match", [
+    (dict(mode="depth"), "mode='depth'"),
+    (dict(mode="combined", fusion_strategy="middle"), "fusion_strategy='middle'"),
+    (dict(mode="combined", fusion_strategy="early", fusion_type="attention"), "early fusion has no"),
+    (dict(mode="combined", fusion_strategy="early", fusion_layer="prediction"), "makes no sense"),
+    (dict(mode="combined", fusion_strategy="late", fusion_type="add"), "late fusion has no"),
+    (dict(mode="combined", fusion_strategy="late", fusion_layer="pixel"), "fusion_layer='pixel'"),
+])
+def test_invalid_combinations_list_the_valid_ones(vit_dir, args, match):
+    with pytest.raises(ValueError, match=match) as err:
+        create_multimodal_vit_model(model_name=vit_dir, profile="full", **args)
+    assert "Valid combinations" in str(err.value)
+    assert "fusion_strategy='late', fusion_type='attention', fusion_layer='feature'" in str(err.value)
+
+
+def test_shape_mismatch_and_bad_arguments(vit_dir):
+    model = EarlyFusionViT(vit_dir, profile="full")
+    rgb, _ = images(4)
+    with pytest.raises(ValueError, match=r"same shape.*\(4, 3, 16, 16\).*\(3, 3, 16, 16\)"):
+        model(rgb, rgb[:3])
+    late = LateFusionViT(vit_dir, profile="full")
+    with pytest.raises(ValueError, match="same shape"):
+        late(rgb, torch.zeros(4, 3, 8, 8))
+    for cls in (ViTForFER, EarlyFusionViT, LateFusionViT):
+        with pytest.raises(ValueError, match="num_classes must be an integer ≥ 2.*got 1"):
+            cls(vit_dir, num_classes=1, profile="full")
+    with pytest.raises(ValueError, match="num_classes"):
+        create_multimodal_vit_model("rgb", model_name=vit_dir, num_classes=0, profile="full")
+    with pytest.raises(ValueError, match="pooling='max'"):
+        ViTForFER(vit_dir, pooling="max", profile="full")
+    with pytest.raises(ValueError, match="dropout_rate"):
+        ViTForFER(vit_dir, dropout_rate=1.5, profile="full")
+    with pytest.raises(ValueError, match=f"has {LAYERS} encoder layers.*between 1 and {LAYERS}"):
+        ViTForFER(vit_dir, freeze_backbone=True, profile="full").unfreeze_backbone(LAYERS + 1)
+    with pytest.raises(ValueError, match="between 1 and"):
+        ViTForFER(vit_dir, profile="full").unfreeze_backbone(0)
+
+
+# --------------------------------------------------------------------------- optimizer, schedule
+def test_optimizer_groups_backbone_at_tenth_and_frozen_left_out(vit_dir):
+    model = ViTForFER(vit_dir, freeze_backbone=True, profile="full")
+    opt, _ = get_optimizer_and_scheduler(model, 1e-3, 0, 10)
+    assert [g["name"] for g in opt.param_groups] == ["head"]        # frozen backbone: not handed over
+    assert sum(p.numel() for p in opt.param_groups[0]["params"]) == n_params(model.classifier)
+
+    model.unfreeze_backbone(1)
+    opt, _ = get_optimizer_and_scheduler(model, 1e-3, 0, 10)        # re-created after unfreezing
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["backbone"]["lr"] == pytest.approx(1e-4) and groups["head"]["lr"] == pytest.approx(1e-3)
+    top = n_params(model.vit.layers[-1]) + n_params(model.vit.layernorm)
+    assert sum(p.numel() for p in groups["backbone"]["params"]) == top
+
+    late = LateFusionViT(vit_dir, fusion_type="attention", profile="full")
+    opt, _ = get_optimizer_and_scheduler(late, 2e-4, 0, 10)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert sum(p.numel() for p in groups["backbone"]["params"]) == n_params(late.rgb_vit) + n_params(late.thermal_vit)
+    assert groups["backbone"]["lr"] == pytest.approx(0.1 * groups["head"]["lr"])
+    early = EarlyFusionViT(vit_dir, profile="full")                # the 6-channel stem is backbone
+    opt, _ = get_optimizer_and_scheduler(early, 1e-3, 0, 10)
+    backbone = {id(p) for p in opt.param_groups[0]["params"]}
+    assert id(early.vit.embeddings.patch_embeddings.projection.weight) in backbone
+
+
+def test_schedule_is_linear_warmup_then_cosine(vit_dir):
+    model = ViTForFER(vit_dir, profile="full")
+    lr, warm, total = 1e-3, 5, 25
+    opt, sched = get_optimizer_and_scheduler(model, lr, warm, total)
+    table = lr_schedule_table(opt, sched, total)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0)            # table left the optimizer as it was
+    for step in range(total):
+        factor = step / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+        assert table.loc[step, "head"] == pytest.approx(lr * factor, abs=1e-12)
+        assert table.loc[step, "backbone"] == pytest.approx(0.1 * lr * factor, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- checkpointing
+def test_gradient_checkpointing_gives_same_gradients_and_less_memory(vit_dir):
+    torch.manual_seed(0)
+    model = ViTForFER(vit_dir, dropout_rate=0.0, profile="full").train()
+    x, _ = images(8)
+    y = torch.arange(8) % 7
+    loss_fn = lambda: nn.functional.cross_entropy(model(x), y)            # noqa: E731
+    plain = saved_activation_bytes(model, loss_fn)
+    loss_fn().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    ckpt = saved_activation_bytes(model, loss_fn)
+    loss_fn().backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, grads[n], atol=1e-6, rtol=1e-5), n
+    assert ckpt <= 0.7 * plain                                           # ≥ 30 % less kept for backward
+    model.gradient_checkpointing_disable()
+    assert not model.is_gradient_checkpointing
+
+
+# --------------------------------------------------------------------------- training helpers
+def test_fer_step_flips_both_modalities_together():
+    seen = {}
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, rgb, thermal):
+            seen["rgb"], seen["thermal"] = rgb, thermal
+            return torch.zeros(rgb.shape[0], 7) + self.w
+
+    x = torch.arange(64 * 3 * 4 * 4, dtype=torch.float).reshape(64, 3, 4, 4)
+    batch = {"rgb": x, "thermal": x.clone(), "label": torch.zeros(64, dtype=torch.long)}
+    model = Recorder().train()
+    torch.manual_seed(0)
+    fer_step(("rgb", "thermal"))(model, batch)
+    flipped = (seen["rgb"] != x).flatten(1).any(1)
+    assert 0 < flipped.sum() < 64                                        # some, not all
+    assert torch.equal(seen["rgb"], seen["thermal"])                     # the same items in both
+    model.eval()
+    fer_step(("rgb", "thermal"))(model, batch)
+    assert torch.equal(seen["rgb"], x)                                   # no flip when evaluating
+
+
+def test_tensor_batches_cover_every_item_once():
+    data = {"x": torch.arange(10), "label": torch.arange(10)}
+    torch.manual_seed(0)
+    batches = list(TensorBatches(data, batch_size=4, shuffle=True))
+    assert [len(b["x"]) for b in batches] == [4, 4, 2] and len(TensorBatches(data, 4)) == 3
+    assert sorted(torch.cat([b["x"] for b in batches]).tolist()) == list(range(10))
+    with pytest.raises(ValueError, match="same first dimension"):
+        TensorBatches({"x": torch.zeros(3), "y": torch.zeros(4)})
+
+
+# --------------------------------------------------------------------------- notebook data plumbing
+def test_load_fer_splits_maps_fer2013_csv_usages(tmp_path):
+    from lab_utils.models.fer import load_fer_splits
+
+    rows = ["emotion,pixels,Usage"]
+    for i, usage in enumerate(["Training"] * 4 + ["PublicTest"] * 2 + ["PrivateTest"] * 3):
+        rows.append(f"{i % 7},{' '.join(str((i * 7 + k) % 256) for k in range(48 * 48))},{usage}")
+    (tmp_path / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    splits, described = load_fer_splits("fer2013", str(tmp_path), 32, 140)
+    assert "PublicTest" in described
+    assert {k: len(v) for k, v in splits.items()} == {"train": 4, "val": 2, "test": 3}
+    item = splits["test"][0]
+    assert item["rgb"].shape == (3, 32, 32) and item["rgb"].min() >= -1 and item["label"] == 6 % 7
+
+
+def test_missing_fer2013_falls_back_to_synthetic_and_says_how_to_get_it(tmp_path, capsys):
+    from lab_utils.models.fer import load_fer_splits, make_loaders
+
+    splits, described = load_fer_splits("fer2013", str(tmp_path / "nothing"), 32, 140, data_seed=3)
+    out = capsys.readouterr().out
+    assert "kaggle" in out.lower() and "synthetic" in out
+    assert "synthetic" in described and sum(len(s) for s in splits.values()) == 140
+    loaders = make_loaders(splits, batch_size=16)
+    batch = next(iter(loaders["val"]))
+    assert isinstance(loaders["train"], TensorBatches)
+    assert batch["rgb"].min() >= -1 and batch["rgb"].max() <= 1 and batch["rgb"].min() < 0   # ViT-normalised
+    assert batch["label"].tolist() == splits["val"].labels[:len(batch["label"])].tolist()
