@@ -157,3 +157,30 @@ def grouped_bars(table: pd.DataFrame, metrics: Sequence[str], title: str, name: 
     fig.tight_layout()
     save_figure(fig, name)
     return fig
+
+
+def plot_shares_per_class(per_class: pd.DataFrame, title: str, name: str, xlabel: str,
+                          legend_suffix: str = "") -> plt.Figure:
+    """Stacked horizontal bars: for each class (rows of ``per_class``) the mean share of
+    each source (columns, e.g. ``RGB``/``thermal`` or ``ViT``/``CLIP``; rows sum to 1).
+    Used for the attention that a fusion layer pays to each input, per class."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(per_class) + 1.5))
+    left = np.zeros(len(per_class))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, col in enumerate(per_class.columns):
+        vals = per_class[col].values
+        bars = ax.barh(np.arange(len(per_class)), vals, left=left, color=colors[i % len(colors)],
+                       label=f"{col}{legend_suffix}")
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], label_type="center", fontsize=7, color="white")
+        left = left + vals
+    ax.axvline(0.5, ls="--", color="gray", lw=1)
+    ax.set_yticks(np.arange(len(per_class)), [str(i) for i in per_class.index])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.08), ncol=len(per_class.columns))
+    fig.tight_layout()
+    save_figure(fig, name)
+    return fig

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import _to_image, plot_confusion_matrix, save_figure
+from .core import _to_image, plot_shares_per_class, plot_confusion_matrix, save_figure
 
 
 def _np(x) -> np.ndarray:
@@ -156,25 +156,9 @@ def plot_modality_weights(per_class: pd.DataFrame, name: str = "modality_attenti
                           title: str = "Attention fusion: weight given to each modality, per class") -> plt.Figure:
     """Stacked horizontal bars: per class (rows), the mean weight of each modality
     (columns, e.g. ``RGB`` and ``thermal``; each row sums to 1)."""
-    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(per_class) + 1.5))
-    left = np.zeros(len(per_class))
-    colors = ["tab:blue", "tab:red", "tab:green", "tab:orange"]
-    for i, col in enumerate(per_class.columns):
-        vals = per_class[col].values
-        bars = ax.barh(np.arange(len(per_class)), vals, left=left, color=colors[i % 4], label=col)
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], label_type="center", fontsize=7, color="white")
-        left = left + vals
-    ax.axvline(0.5, ls="--", color="gray", lw=1)
-    ax.set_yticks(np.arange(len(per_class)), [str(i) for i in per_class.index])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("mean attention weight (fraction, averaged over heads and test images)")
-    ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.08), ncol=len(per_class.columns))
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig
+    return plot_shares_per_class(per_class, title, name,
+                                 xlabel="mean attention weight (fraction, averaged over heads and test images)",
+                                 legend_suffix="")
 
 
 def plot_checkpointing(table: pd.DataFrame, name: str = "gradient_checkpointing",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import _to_image, save_figure
+from .core import _to_image, plot_shares_per_class, save_figure
 
 
 def _np(x) -> np.ndarray:
@@ -136,22 +136,6 @@ def plot_branch_attention(per_class: pd.DataFrame, name: str = "attention_per_cl
                           title: str = "Attention fusion: attention paid to each branch, per class") -> plt.Figure:
     """Stacked horizontal bars: for each class (rows of ``per_class``), the mean attention
     weight on each branch (columns, e.g. ``ViT`` and ``CLIP``; each row sums to 1)."""
-    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(per_class) + 1.4))
-    left = np.zeros(len(per_class))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, col in enumerate(per_class.columns):
-        vals = per_class[col].values
-        bars = ax.barh(np.arange(len(per_class)), vals, left=left, color=colors[i], label=f"{col} token")
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], label_type="center", fontsize=7, color="white")
-        left = left + vals
-    ax.axvline(0.5, ls="--", color="gray", lw=1)
-    ax.set_yticks(np.arange(len(per_class)), [str(i) for i in per_class.index])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("mean attention weight (fraction; heads and both query tokens averaged)")
-    ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.08), ncol=len(per_class.columns))
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig
+    return plot_shares_per_class(per_class, title, name,
+                                 xlabel="mean attention weight (fraction; heads and both query tokens averaged)",
+                                 legend_suffix=" token")
