@@ -15,8 +15,10 @@ import importlib
 
 _LAZY: dict[str, str] = {
     "patchify": "vit", "PatchEmbedding": "vit", "VisionTransformer": "vit",
+    "EncoderBlock": "vit", "MultiHeadSelfAttention": "vit", "attention_rollout": "vit",
     "CLIPImageEncoder": "clip", "CLIPTextEncoder": "clip", "CLIP": "clip",
-    "create_clip_model": "clip",
+    "create_clip_model": "clip", "load_clip_image_encoder": "clip", "train_clip_quick": "clip",
+    "TextEmbeddingCache": "clip",
     "HybridViTCLIP": "hybrid",
     "ViTForFER": "fer", "EarlyFusionViT": "fer", "LateFusionViT": "fer",
     "create_multimodal_vit_model": "fer",

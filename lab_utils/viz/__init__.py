@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from .core import (grouped_bars, image_grid, plot_confusion_matrix, plot_history,  # noqa: F401
-                   save_figure)
+                   plot_shares_per_class, save_figure)
 
 # name -> submodule of lab_utils.viz that defines it (one line per public name)
 _LAZY: dict[str, str] = {
