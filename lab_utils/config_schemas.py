@@ -139,6 +139,8 @@ SCHEMAS["clip"] = {
         "learning_rate": Field(float, low=0, low_open=True),
         "weight_decay": Field(float, low=0),
         "warmup_fraction": Field(float, low=0, high=1),
+        "group_size": Field(int, default=1, low=1, doc="batches of whole blocks of this many "
+                            "consecutive items (14 = one synthetic person): harder negatives"),
     },
     "seed": Field(int, low=0),
 }

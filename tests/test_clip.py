@@ -291,3 +291,50 @@ def test_missing_checkpoint_is_trained_with_the_notebook_recipe(tmp_path, capsys
     before = path.stat().st_mtime_ns
     load_clip_image_encoder(path, train_config=tiny)             # present: loaded, not retrained
     assert path.stat().st_mtime_ns == before
+
+
+def test_full_profile_reads_a_flickr8k_folder_and_falls_back_when_absent(tmp_path, quick_model, capsys):
+    from PIL import Image
+
+    from lab_utils.models.clip import find_real_captions, prepare_clip_data
+
+    root = tmp_path / "data"
+    folder = root / "flickr8k" / "Images"
+    folder.mkdir(parents=True)
+    lines = ["image,caption"]
+    for i in range(6):
+        colour = (40 * i, 255 - 40 * i, 128)
+        Image.new("RGB", (20 + i, 16), colour).save(folder / f"img{i}.png")
+        lines += [f"img{i}.png,a square of colour {colour[0]}", f'img{i}.png,"a picture, number {i}"']
+    (root / "flickr8k" / "captions.txt").write_text("\n".join(lines) + "\n")
+    assert find_real_captions(root) == (root / "flickr8k" / "captions.txt", None)
+
+    train, test = prepare_clip_data(quick_model.text_encoder, 4, 2, 24, profile="full", data_root=root)
+    assert "Real captions: 4 training and 2 held-out images at 24 px." in capsys.readouterr().out
+    assert train.images.shape == (4, 3, 24, 24) and test.images.shape == (2, 3, 24, 24)
+    assert 0.0 <= float(train.images.min()) and float(train.images.max()) <= 1.0   # the encoder normalises
+    assert train.captions[1] == ["a square of colour 40", "a picture, number 1"]
+    assert test.captions[0][1] == "a picture, number 4" and (train.labels == -1).all()
+    rows = train.caption_ids[2]
+    direct = quick_model.text_encoder.features_from_captions(train.captions[2])
+    torch.testing.assert_close(train.cache.features[rows], direct, atol=1e-5, rtol=1e-4)
+    # colour of image 1 survives the resize: (40, 215, 128) / 255
+    torch.testing.assert_close(train.images[1, :, 12, 12], torch.tensor([40, 215, 128]) / 255.0, atol=0.01, rtol=0)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert find_real_captions(empty) is None
+    train, test = prepare_clip_data(quick_model.text_encoder, 6, 3, 16, profile="full", data_root=empty,
+                                    captions_per_image=2)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "synthetic face captions at 16 px" in out and "flickr8k" in out.lower()
+    assert train.images.shape == (6, 3, 16, 16) and len(test) == 3 and len(train.captions[0]) == 2
+
+
+def test_group_shuffle_sampler_keeps_blocks_together():
+    from lab_utils.models.clip import GroupShuffleSampler
+
+    order = list(GroupShuffleSampler(30, 14, torch.Generator().manual_seed(0)))
+    assert sorted(order) == list(range(30)) and order != list(range(30))
+    groups = [i // 14 for i in order]
+    assert sum(a != b for a, b in zip(groups, groups[1:])) == 2   # 3 blocks, each visited once, whole

@@ -1,10 +1,21 @@
 """Captions for the synthetic faces: templates filled with synonyms of each face's attributes.
 
-"a smiling face in the top left", "a surprised person wearing glasses", … Several captions
-per image, deterministic per ``(seed, index)``, so CLIP training, Recall@K and zero-shot
-FER ("a photo of a happy face") all work on the synthetic world.
+Like a Flickr8k caption, each sentence combines several things one can *see* in the
+32 px image: the expression, the skin tone, the hair colour, glasses, the face's shape and
+the background colour, e.g. "a smiling tanned person with red hair and glasses on a dark
+blue background". Several differently worded captions per image, deterministic per
+``(seed, index)``, so that CLIP training, Recall@K (one caption picks out one face among
+hundreds) and zero-shot FER ("a photo of a happy face") all work on the synthetic world.
+
+Only attributes the renderer draws visibly are named. Not named: the ±2 px position jitter
+and the ±8 % scale jitter (invisible at 32 px except in :func:`position_words`, kept for
+the larger renders), the clutter shapes (random, often hidden by the face) and the
+thermal map.
 """
 from __future__ import annotations
+
+import colorsys
+import re
 
 import numpy as np
 
@@ -30,25 +41,39 @@ EXPRESSION_NOUNS: dict[str, tuple[str, ...]] = {
     "surprise": ("a surprised expression", "an open mouth", "an astonished look"),
     "neutral": ("a neutral expression", "a blank look", "a calm expression"),
 }
+"""Noun phrases per class (every caption names the expression with a word of one of these two tables)."""
 
 SUBJECT_NOUNS = ("face", "person", "cartoon face", "character", "figure")
 
-import re
+HAIR_WORDS: dict[str, tuple[str, ...]] = {
+    "black": ("black", "dark"), "brown": ("brown", "brunette"), "blond": ("blond", "fair"),
+    "red": ("red", "ginger"), "grey": ("grey", "silver"),
+}
+
+_SKIN_WORDS = {"pale": "pale-skinned", "light": "light-skinned", "olive": "olive-skinned",
+               "tan": "tanned", "brown": "brown-skinned", "dark": "dark-skinned"}
+_GLASSES = ("wearing glasses", "with glasses", "in spectacles")
+_BACKDROP = ("background", "backdrop", "wall")
 
 _ARTICLE = re.compile(r"\b([aA]) ([aeiouAEIOU])")
 
 _POS_V = {-1: "top", 0: "", 1: "bottom"}
 _POS_H = {-1: "left", 0: "", 1: "right"}
 
-_TEMPLATES = (
-    "a {adj} {noun} {where}",
-    "a {noun} looking {adj}{glasses}",
-    "a person with a {shape} face and {expr}",
-    "a photo of a {adj} {noun}",
-    "{where_cap}, a {skin} {noun} {with_glasses_or_hair} looks {adj}",
-    "a {adj} {noun} with {hair} hair{glasses}",
-    "close-up of a {adj} {shape} face {where}",
-    "a {skin} {noun} showing {expr}",
+# Every template names the expression (most of them twice: an adjective and a noun phrase,
+# because it is the hardest thing to see), the hair and the background. ``_FULL`` ones also
+# name the skin tone, the face shape and the glasses (when worn); an image's first caption
+# always uses one of them, so it is the most specific.
+_FULL = (
+    "a {adj} {skin} {noun} with {expr}, {hair} hair and a {shape} face{glasses}, {bg}",
+    "{Bg}: a {adj} {skin} {noun} with {hair} hair, a {shape} face and {expr}{glasses}",
+    "a {shape}-faced, {skin} {noun} with {hair} hair and {expr}, looking {adj}{glasses} {bg}",
+    "close-up of a {adj} {skin} {noun} with {expr}{glasses}, {hair} hair, {shape} face, {bg}",
+)
+_PARTIAL = (
+    "a {adj} {noun} with {hair} hair showing {expr}{glasses} {bg}",
+    "a {adj} {skin} {noun} with {hair} hair {bg}",
+    "{expr} on a {adj}, {shape} {skin} face{glasses}, {hair} hair, {bg}",
 )
 
 
@@ -66,14 +91,37 @@ def position_words(cx: float, cy: float, threshold: float = 0.07) -> str:
 
 
 def skin_words(skin_index: int) -> str:
-    name = list(SKIN_TONES)[int(skin_index)]
-    return {"pale": "pale-skinned", "light": "light-skinned", "olive": "olive-skinned",
-            "tan": "tanned", "brown": "brown-skinned", "dark": "dark-skinned"}[name]
+    """'pale-skinned', 'tanned', … for a :data:`SKIN_TONES` index."""
+    return _SKIN_WORDS[list(SKIN_TONES)[int(skin_index)]]
+
+
+def color_name(rgb) -> str:
+    """A plain colour name for an RGB triple in [0, 1]: 'dark blue', 'grey', 'light pink', …
+
+    Hue decides the colour (8 hues), saturation separates greys, and brightness adds
+    'dark' / 'light'; this is how people name the background of a photo."""
+    r, g, b = (float(x) for x in rgb)
+    h, s, v = colorsys.rgb_to_hsv(r, g, b)
+    if s < 0.2:
+        return "dark grey" if v < 0.45 else ("light grey" if v > 0.75 else "grey")
+    deg = h * 360.0
+    hue = ("red" if deg < 15 or deg >= 340 else "orange" if deg < 42 else "yellow" if deg < 70 else
+           "green" if deg < 160 else "teal" if deg < 195 else "blue" if deg < 255 else
+           "purple" if deg < 290 else "pink")
+    if v < 0.5:
+        return f"dark {hue}"
+    if v > 0.75 and s < 0.45:
+        return f"light {hue}"
+    return hue
 
 
 def make_captions(attrs: dict[str, np.ndarray], seed: int = 0, per_image: int = 5) -> list[list[str]]:
     """``per_image`` different captions for each item of ``attrs`` (from
-    :func:`~lab_utils.data.sample_attributes`); deterministic per ``(seed, subject, index)``."""
+    :func:`~lab_utils.data.sample_attributes`); deterministic per ``(seed, subject, index)``.
+
+    Caption 0 of every image is the most specific one (expression, skin tone, hair colour,
+    face shape, glasses when worn, background colour); the others use other templates and
+    synonyms and may leave out the skin tone or the face shape, as people do."""
     out = []
     hair_names = list(HAIR_COLORS)
     n = len(attrs["label"])
@@ -82,25 +130,27 @@ def make_captions(attrs: dict[str, np.ndarray], seed: int = 0, per_image: int = 
         subject = int(attrs["subject"][b])
         # the item's caption stream depends on its identity, never on the batch it was drawn in
         r = np.random.Generator(np.random.PCG64([seed, subject, 3, int(attrs["noise_seed"][b] % (2**31))]))
-        where = position_words(float(attrs["cx"][b]), float(attrs["cy"][b]))
         shape = face_shape_name(float(attrs["face_h"][b] / attrs["face_w"][b]))
         glasses = bool(attrs["glasses"][b])
-        hair = hair_names[int(attrs["hair"][b])]
-        order = r.permutation(len(_TEMPLATES))
+        hair_words = HAIR_WORDS[hair_names[int(attrs["hair"][b])]]
+        bg_colour = color_name(attrs["bg"][b])
+        skin = skin_words(attrs["skin"][b])
+        first = _FULL[r.integers(len(_FULL))]
+        rest = [t for t in _FULL + _PARTIAL if t != first]
+        order = [first] + [rest[k] for k in r.permutation(len(rest))]
         caps: list[str] = []
         for j in range(per_image):
-            tpl = _TEMPLATES[order[j % len(_TEMPLATES)]]
+            tpl = order[j % len(order)]
             adjs = EXPRESSION_WORDS[label]
-            adj = adjs[r.integers(len(adjs))]
-            noun = SUBJECT_NOUNS[r.integers(len(SUBJECT_NOUNS))]
-            gl = (" " + ("wearing glasses", "with glasses", "in spectacles")[r.integers(3)]) if glasses else ""
-            with_gh = ("wearing glasses" if glasses else f"with {hair} hair")
-            text = tpl.format(adj=adj, noun=noun, where=where, where_cap=where[0].upper() + where[1:],
-                              glasses=gl, shape=shape, expr=EXPRESSION_NOUNS[label][r.integers(3)],
-                              skin=skin_words(attrs["skin"][b]), with_glasses_or_hair=with_gh, hair=hair)
+            bg = f"on a {bg_colour} {_BACKDROP[r.integers(len(_BACKDROP))]}"
+            text = tpl.format(adj=adjs[r.integers(len(adjs))], noun=SUBJECT_NOUNS[r.integers(len(SUBJECT_NOUNS))],
+                              skin=skin, hair=hair_words[r.integers(len(hair_words))], shape=shape,
+                              expr=EXPRESSION_NOUNS[label][r.integers(3)],
+                              glasses=(" " + _GLASSES[r.integers(3)]) if glasses else "",
+                              bg=bg, Bg=bg[0].upper() + bg[1:])
             text = _ARTICLE.sub(lambda m: m.group(1) + "n " + m.group(2), text)
             if text in caps:  # keep the captions of one image different
-                text = f"{text}, {where}" if where not in text else f"{text} ({shape} face)"
+                text = f"{text}, {len(caps) + 1}" if j >= len(order) else f"{text} (close-up)"
             caps.append(text)
         out.append(caps)
     return out

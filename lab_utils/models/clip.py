@@ -62,8 +62,9 @@ from .pretrained import PretrainedUnavailable, _offline, count_parameters, is_lo
 __all__ = [
     "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM",
     "CLIPImageEncoder", "ViTImageEncoder", "CLIPTextEncoder", "CLIP", "create_clip_model",
-    "TextEmbeddingCache", "encode_captions", "CaptionData", "CaptionPairs", "prepare_clip_data",
-    "CLIPStep", "train_clip", "zero_shot_classifier", "zero_shot_predict", "PROMPT_TEMPLATES",
+    "TextEmbeddingCache", "encode_captions", "CaptionData", "CaptionPairs", "prepare_clip_data", "find_real_captions",
+    "load_real_caption_data", "REAL_CAPTION_SETS",
+    "CLIPStep", "GroupShuffleSampler", "train_clip", "zero_shot_classifier", "zero_shot_predict", "PROMPT_TEMPLATES",
     "train_projection_heads", "embed_images", "retrieval_embeddings", "save_clip_image_encoder",
     "load_clip_image_encoder", "train_clip_quick", "default_checkpoint_path",
     "benchmark_training_throughput", "clip_config_path",
@@ -613,10 +614,69 @@ class CaptionPairs(torch.utils.data.Dataset):
                 "label": self.data.labels[i]}
 
 
+REAL_CAPTION_SETS = (
+    ("flickr8k/captions.txt", None),
+    ("coco/annotations/captions_train2017.json", "coco/train2017"),
+    ("coco/annotations/captions_val2017.json", "coco/val2017"),
+)
+"""Where the full profile looks for real captions, under ``data/`` (see data/README.md)."""
+
+
+def find_real_captions(root: str | os.PathLike | None = None) -> tuple[Path, Path | None] | None:
+    """The first of :data:`REAL_CAPTION_SETS` present under ``root`` (default ``data/``):
+    ``(captions_file, images_dir or None)``, or ``None`` when there is none."""
+    from ..paths import data_dir
+
+    root = Path(root) if root is not None else data_dir()
+    for captions, images in REAL_CAPTION_SETS:
+        if (root / captions).is_file() and (images is None or (root / images).is_dir()):
+            return root / captions, (root / images if images else None)
+    return None
+
+
+def load_real_caption_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: int, image_size: int,
+                           root: str | os.PathLike | None = None,
+                           cache: TextEmbeddingCache | None = None) -> tuple[CaptionData, CaptionData] | None:
+    """Flickr8k or COCO captions (``lab_utils.data.load_captions``) as ``(train, test)``
+    ``CaptionData``, images resized to ``image_size`` (``get_transforms``; the image encoder
+    applies the ImageNet normalisation itself, so the transform only resizes). The first
+    ``num_train`` images train, the next ``num_test`` (at most) are held out; fewer if the
+    set is smaller. ``labels`` are -1 (no emotions). ``None`` when no set is found."""
+    from ..data import get_transforms, load_captions
+
+    found = find_real_captions(root)
+    if found is None:
+        return None
+    ds = load_captions(found[0], found[1], transform=get_transforms("none", image_size))
+    if isinstance(ds, dict):                               # a Karpathy split file
+        ds = ds["train"]
+    n = len(ds)
+    if n < 4:
+        raise ValueError(f"{found[0]} has only {n} images with their files present; CLIP training needs more.")
+    n_test = min(num_test, max(2, n // 5))
+    n_train = min(num_train, n - n_test)
+    cache = cache or TextEmbeddingCache(text_encoder)
+    out = []
+    for idx, encode in ((range(n_train), True), (range(n_train, n_train + n_test), False)):
+        images = torch.stack([ds[i]["image"] for i in idx])
+        captions = [list(ds.captions[i]) for i in idx]
+        ids = []
+        if encode:
+            ids = list(cache.add([c for cs in captions for c in cs]).split([len(cs) for cs in captions]))
+        out.append(CaptionData(images, captions, ids, torch.full((len(captions),), -1, dtype=torch.long), cache))
+    return out[0], out[1]
+
+
 def prepare_clip_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: int, image_size: int,
                       seed: int = 0, captions_per_image: int = 3,
-                      cache: TextEmbeddingCache | None = None) -> tuple[CaptionData, CaptionData]:
-    """Synthetic face captions for training and a held-out test set (another seed).
+                      cache: TextEmbeddingCache | None = None, *, profile: str | None = None,
+                      data_root: str | os.PathLike | None = None,
+                      verbose: bool = True) -> tuple[CaptionData, CaptionData]:
+    """Captions for training and a held-out test set.
+
+    Full profile: Flickr8k or COCO captions from ``data/`` (:func:`load_real_caption_data`)
+    when present; otherwise one message says how to get them and the synthetic captions
+    are used. Quick profile: the synthetic face captions (the test set uses another seed).
 
     Returns ``(train, test)`` ``CaptionData`` sharing one ``TextEmbeddingCache``. The
     training captions are encoded now (each distinct one once, by the frozen text
@@ -624,6 +684,18 @@ def prepare_clip_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: i
     from ..data import SynthFaceCaptions
 
     cache = cache or TextEmbeddingCache(text_encoder)
+    if (profile or get_profile()) == "full":
+        real = load_real_caption_data(text_encoder, num_train, num_test, image_size, data_root, cache)
+        if real is not None:
+            if verbose:
+                print(f"Real captions: {len(real[0])} training and {len(real[1])} held-out images "
+                      f"at {image_size} px.")
+            return real
+        if verbose:
+            from ..data.loaders import CAPTIONS_HELP
+
+            print(f"No Flickr8k or COCO captions under data/: using the synthetic face captions "
+                  f"at {image_size} px. To train on real captions: {CAPTIONS_HELP}")
     out = []
     for n, s, encode in ((num_train, seed, True), (num_test, seed + 10_007, False)):
         ds = SynthFaceCaptions(n, image_size=image_size, seed=s, captions_per_image=captions_per_image)
@@ -659,10 +731,30 @@ class CLIPStep:
         return {"loss": loss}
 
 
+class GroupShuffleSampler(torch.utils.data.Sampler):
+    """Shuffles blocks of ``group_size`` consecutive items (and the items inside each block),
+    so a batch holds whole groups. With the synthetic faces (items ``14 s … 14 s + 13`` show
+    person ``s``) and ``group_size=14``, a batch holds several faces of each person, which
+    differ only in expression, glasses and background: hard negatives that the contrastive
+    loss can only tell apart by looking at the expression."""
+
+    def __init__(self, n: int, group_size: int, generator: torch.Generator | None = None):
+        self.n, self.group_size, self.generator = n, int(group_size), generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        starts = torch.arange(0, self.n, self.group_size)
+        for s in starts[torch.randperm(len(starts), generator=self.generator)].tolist():
+            block = torch.arange(s, min(s + self.group_size, self.n))
+            yield from block[torch.randperm(len(block), generator=self.generator)].tolist()
+
+
 def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int = 128,
                learning_rate: float = 1e-3, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
                test: CaptionData | None = None, seed: int = 0, progress: bool = False,
-               verbose: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+               verbose: bool = True, group_size: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``model`` on ``train`` with ``lab_utils.training.fit`` (AdamW + cosine schedule).
 
     Each epoch draws one of each image's captions at random. With ``test``, each epoch also
@@ -677,8 +769,13 @@ def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int 
     from ..training import fit
 
     generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(CaptionPairs(train), batch_size=batch_size, shuffle=True,
-                                         drop_last=True, generator=generator)
+    if group_size > 1:   # batches made of whole groups (one person's faces): harder negatives
+        sampler = GroupShuffleSampler(len(train), group_size, generator)
+        loader = torch.utils.data.DataLoader(CaptionPairs(train), batch_size=batch_size, sampler=sampler,
+                                             drop_last=True)
+    else:
+        loader = torch.utils.data.DataLoader(CaptionPairs(train), batch_size=batch_size, shuffle=True,
+                                             drop_last=True, generator=generator)
     steps = epochs * len(loader)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -899,13 +996,13 @@ def train_clip_quick(config: Mapping | None = None, *, save_to: str | os.PathLik
                               profile="quick", verbose=verbose)
     train, test = prepare_clip_data(model.text_encoder, cfg.data.num_train, cfg.data.num_test,
                                     cfg.image.image_size, seed=seed,
-                                    captions_per_image=cfg.data.captions_per_image)
+                                    captions_per_image=cfg.data.captions_per_image, profile="quick")
     times["setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     history, trace = train_clip(model, train, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
                                 learning_rate=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                 warmup_fraction=cfg.train.warmup_fraction, seed=seed,
-                                progress=progress, verbose=verbose)
+                                group_size=cfg.train.get("group_size", 1), progress=progress, verbose=verbose)
     times["train"] = time.perf_counter() - t0
     path = None
     if save_to is not False:
