@@ -108,7 +108,7 @@ def test_early_concat_reproduces_pretrained_stem_when_thermal_equals_rgb(vit_dir
     with torch.no_grad():
         stem_ref = ref.embeddings.patch_embeddings(x)
         stem = model.vit.embeddings.patch_embeddings(torch.cat([x, x], 1))
-        assert torch.allclose(stem, stem_ref, atol=1e-6, rtol=0)
+        assert torch.allclose(stem, stem_ref, atol=1e-5, rtol=1e-5)   # same sum, other order
         out = model.vit(pixel_values=model.fuse_inputs(x, x)).last_hidden_state
         assert torch.allclose(out, ref(pixel_values=x).last_hidden_state, atol=1e-5, rtol=0)
         # the bug this avoids: W in both halves doubles the patch embeddings

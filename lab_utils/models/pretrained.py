@@ -60,12 +60,17 @@ def describe_config(config: Any) -> str:
 
 def quick_vit_config(**overrides: Any):
     """The quick profile's small ViT: 32 px images, 8-px patches (16 patches + [CLS]),
-    hidden 64, 4 layers, 4 heads, MLP 128 — the ViT-B architecture, shrunk."""
+    hidden 64, 4 layers, 4 heads, MLP 128 — the ViT-B architecture, shrunk.
+
+    Weights start with std 0.1 instead of ViT-B's 0.02: trained from scratch in a short
+    run, a model this small sits at chance for many epochs with std 0.02 (measured on the
+    synthetic faces: RGB-only macro-F1 0.15 vs 0.46 after 16 epochs)."""
     from transformers import ViTConfig
 
     settings = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=64,
                     num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
-                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, qkv_bias=True)
+                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, qkv_bias=True,
+                    initializer_range=0.1)
     settings.update(overrides)
     return ViTConfig(**settings)
 
