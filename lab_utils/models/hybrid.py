@@ -55,11 +55,6 @@ VIT_MEAN, VIT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-#: The quick profile's ViT branch starts from random weights and gets seconds of training.
-#: With transformers' usual initialisation (std 0.02) that small ViT sits at chance for
-#: about 15 epochs on the synthetic faces before it starts to learn (measured); a wider
-#: random initialisation (std 0.1) leaves that plateau within 3-4 epochs. Quick profile only.
-QUICK_VIT_OVERRIDES = {"initializer_range": 0.1}
 
 FUSION_METHODS = ("concat", "attention")     # the config's fusion.method
 BASELINES = ("vit_only", "clip_only")       # single-branch models for comparisons
@@ -289,8 +284,8 @@ class HybridViTCLIP(nn.Module):
             profile: ``"quick"`` / ``"full"``; default ``get_profile()``.
             clip: an already loaded ``FrozenCLIPBranch`` to share between models (it is
                 frozen, so sharing is safe and saves loading it again).
-            vit_overrides: changes to the quick profile's small ViT config (on top of
-                ``QUICK_VIT_OVERRIDES``).
+            vit_overrides: changes to the quick profile's small ViT config
+                (``quick_vit_config``, which starts from std 0.1 so the branch learns in seconds).
         """
         from transformers import ViTModel
 
@@ -298,7 +293,7 @@ class HybridViTCLIP(nn.Module):
         vit = None
         if fusion != "clip_only":
             vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
-                                  quick_config=quick_vit_config(**{**QUICK_VIT_OVERRIDES, **dict(vit_overrides or {})}),
+                                  quick_config=quick_vit_config(**dict(vit_overrides or {})),
                                   profile=profile, verbose=verbose)
             vit.pooler = None  # only the [CLS] vector is used: no unused (untrained) pooler
         if clip is None and fusion != "vit_only":
