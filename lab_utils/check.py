@@ -7,22 +7,64 @@ with a message a student can act on.
 
 >>> check_shape(torch.zeros(1, 196, 768), (1, 196, 768), "patch embeddings")
 ✓ patch embeddings: shape (1, 196, 768)
+
+Two kinds of check
+------------------
+* **structural** (the default): shapes, parameter counts, frozen weights, a hand-written
+  formula against the library. These hold for any weights and always fail loudly.
+* **learning outcomes** (``outcome=True``): "a metric above a bar". They hold for the
+  weights and data the notebook was written for. With ``LAB_OUTCOME_CHECKS=report``
+  (set by ``make rehearsal``, whose stand-in models have random weights) a failed outcome
+  check prints a ``⚠`` line and is recorded in ``outputs/<notebook>/outcome_checks.json``
+  instead of stopping the notebook. Unset (or ``fail``), it raises like any other check.
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Sequence
 
 import torch
 
+OUTCOME_MODES = ("fail", "report")
 
-def _fail(message: str, hint: str | None) -> None:
+
+def outcome_mode() -> str:
+    """``"fail"`` (default) or ``"report"``, from ``LAB_OUTCOME_CHECKS``."""
+    mode = os.environ.get("LAB_OUTCOME_CHECKS", "").strip().lower() or "fail"
+    if mode not in OUTCOME_MODES:
+        raise ValueError(f"LAB_OUTCOME_CHECKS={mode!r} is not a mode. Allowed: "
+                         f"{', '.join(OUTCOME_MODES)} (report: failed learning-outcome checks "
+                         "print a warning instead of stopping; unset it for normal runs).")
+    return mode
+
+
+def _report_outcome(message: str) -> None:
+    """Print a reported (not raised) outcome failure and append it to the notebook's record."""
+    from .paths import outputs_dir
+
+    print(f"⚠ {message} (learning outcome, reported: LAB_OUTCOME_CHECKS=report)")
+    path = outputs_dir(os.environ.get("LAB_NOTEBOOK") or None) / "outcome_checks.json"
+    record = json.loads(path.read_text()) if path.exists() else []
+    record.append(message)
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def _fail(message: str, hint: str | None, outcome: bool = False) -> bool:
+    """Raise ``AssertionError``; for an outcome check in report mode, report and return."""
+    if outcome and outcome_mode() == "report":
+        _report_outcome(f"✗ {message}")
+        return True
     raise AssertionError(f"✗ {message}" + (f"\n  → {hint}" if hint else ""))
 
 
-def check(condition: bool, message: str, hint: str | None = None) -> None:
-    """Print ``✓ message`` when ``condition`` holds, else raise with ``message`` and ``hint``."""
+def check(condition: bool, message: str, hint: str | None = None, *, outcome: bool = False) -> None:
+    """Print ``✓ message`` when ``condition`` holds, else raise with ``message`` and ``hint``.
+
+    ``outcome=True`` marks a learning-outcome check (see the module docstring)."""
     if not bool(condition):
-        _fail(message, hint)
+        if _fail(message, hint, outcome):
+            return
     print(f"✓ {message}")
 
 
@@ -48,8 +90,10 @@ def check_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, what: str 
 
 
 def check_between(value: float, low: float | None = None, high: float | None = None,
-                  what: str = "value", hint: str | None = None) -> None:
-    """Check ``low <= value <= high`` (either bound optional); prints the bound that holds."""
+                  what: str = "value", hint: str | None = None, *, outcome: bool = False) -> None:
+    """Check ``low <= value <= high`` (either bound optional); prints the bound that holds.
+
+    ``outcome=True`` marks a learning-outcome check (see the module docstring)."""
     value = float(value)
     ok = (low is None or value >= low) and (high is None or value <= high)
     if low is not None and high is not None:
@@ -59,5 +103,6 @@ def check_between(value: float, low: float | None = None, high: float | None = N
     else:
         bound = f"≤ {high:g}"
     if not ok:
-        _fail(f"{what} = {value:.4g}, expected {bound}", hint)
+        if _fail(f"{what} = {value:.4g}, expected {bound}", hint, outcome):
+            return
     print(f"✓ {what} {bound}")

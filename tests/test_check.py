@@ -34,3 +34,29 @@ def test_check_between(capsys):
     assert capsys.readouterr().out.splitlines() == ["✓ R@10 ≥ 0.8", "✓ acc in [0, 1]", "✓ loss ≤ 5"]
     with pytest.raises(AssertionError, match="R@10 = 0.3, expected ≥ 0.8"):
         check_between(0.3, 0.8, what="R@10")
+
+
+def test_outcome_checks_fail_by_default_and_report_when_asked(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("LAB_OUTCOME_CHECKS", raising=False)
+    with pytest.raises(AssertionError, match="R@10 = 0.3, expected ≥ 0.8"):
+        check_between(0.3, 0.8, what="R@10", outcome=True)
+    monkeypatch.setenv("LAB_OUTCOME_CHECKS", "report")
+    check_between(0.3, 0.8, what="R@10", outcome=True)
+    check(False, "fusion beats RGB", outcome=True)
+    assert capsys.readouterr().out.splitlines() == [
+        "⚠ ✗ R@10 = 0.3, expected ≥ 0.8 (learning outcome, reported: LAB_OUTCOME_CHECKS=report)",
+        "⚠ ✗ fusion beats RGB (learning outcome, reported: LAB_OUTCOME_CHECKS=report)"]
+    import json
+    record = json.loads((tmp_path / "outputs" / "test" / "outcome_checks.json").read_text())
+    assert record == ["✗ R@10 = 0.3, expected ≥ 0.8", "✗ fusion beats RGB"]
+    # structural checks still fail in report mode, and passing outcome checks print as usual
+    with pytest.raises(AssertionError):
+        check(False, "shape")
+    check_between(0.9, 0.8, what="R@10", outcome=True)
+    assert capsys.readouterr().out == "✓ R@10 ≥ 0.8\n"
+
+
+def test_outcome_mode_rejects_unknown_values(monkeypatch):
+    monkeypatch.setenv("LAB_OUTCOME_CHECKS", "warn")
+    with pytest.raises(ValueError, match="'warn' is not a mode. Allowed: fail, report"):
+        check(False, "x", outcome=True)
