@@ -72,6 +72,28 @@ def get_device(profile: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def amp_dtype(device: torch.device | str, amp: bool | None = None) -> torch.dtype | None:
+    """The mixed-precision type training uses on ``device``: bf16 on GPUs that have it
+    (Ampere and newer: A100, L4, H100), fp16 on older ones (Colab's T4), where ``fit`` adds
+    a gradient scaler so that small fp16 gradients do not underflow; ``None`` on the CPU
+    or when ``amp=False``."""
+    device = torch.device(device)
+    if device.type != "cuda" or amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def describe_amp(device: torch.device | str) -> str:
+    """One phrase for the set-up line: which mixed precision ``device`` gets, and why."""
+    dtype = amp_dtype(device)
+    if dtype is None:
+        return "AMP: off (CPU, float32)"
+    name = torch.cuda.get_device_name(torch.device(device))
+    if dtype == torch.bfloat16:
+        return f"AMP: bf16 ({name} supports bfloat16)"
+    return f"AMP: fp16 + GradScaler ({name} has no bfloat16)"
+
+
 @dataclass
 class Lab:
     """What ``setup_notebook`` chose: profile, device, seed and the notebook's output folder."""
@@ -126,7 +148,8 @@ def setup_notebook(name: str, seed: int = 0, threads: int | None = None) -> Lab:
     device = get_device(profile)
     lab = Lab(name=name, profile=profile, reason=reason, device=device, seed=seed,
               threads=torch.get_num_threads(), out_dir=paths.outputs_dir(name))
-    print(f"Profile: {profile} ({reason}) · device: {device.type} · "
+    amp = f" · {describe_amp(device)}" if device.type == "cuda" else ""   # CPU: the line stays as it was
+    print(f"Profile: {profile} ({reason}) · device: {device.type}{amp} · "
           f"torch threads: {lab.threads} · seed: {seed}")
     return lab
 

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import metrics as M
+from .config import amp_dtype as _amp_dtype  # bf16 where the GPU has it, else fp16 (+ GradScaler)
 
 StepFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 
@@ -81,13 +82,6 @@ def _autocast(device: torch.device, amp: bool | None):
     if _amp_dtype(device, amp) is None:
         return torch.autocast(device_type=device.type, enabled=False)
     return torch.autocast(device_type="cuda", dtype=_amp_dtype(device, amp))
-
-
-def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16; no AMP on the CPU (or when amp=False)."""
-    if device.type != "cuda" or amp is False:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 @torch.no_grad()

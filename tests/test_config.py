@@ -130,3 +130,20 @@ def test_quick_override_merges_sizes_only(tmp_path):
 def test_validate_rejects_scalar_for_section():
     with pytest.raises(ConfigError, match=r"'model' must be a section with keys name, depth"):
         validate({"model": "vit"}, SCHEMA, partial=True)
+
+
+def test_amp_follows_the_hardware(monkeypatch):
+    """bf16 on GPUs that have it, fp16 (+ GradScaler in fit) on a T4, nothing on the CPU."""
+    import torch
+
+    from lab_utils.config import amp_dtype, describe_amp
+
+    assert amp_dtype("cpu") is None and describe_amp("cpu") == "AMP: off (CPU, float32)"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert amp_dtype("cuda") == torch.float16 and amp_dtype("cuda", amp=False) is None
+    assert describe_amp("cuda") == "AMP: fp16 + GradScaler (Tesla T4 has no bfloat16)"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA A100-SXM4-40GB")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert amp_dtype("cuda") == torch.bfloat16
+    assert describe_amp("cuda") == "AMP: bf16 (NVIDIA A100-SXM4-40GB supports bfloat16)"
