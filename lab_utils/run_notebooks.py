@@ -29,8 +29,27 @@ def _headline(metrics: dict, limit: int = 4) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:limit])
 
 
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """Peak resident memory (``VmHWM``) of process ``pid`` in MB, where /proc has it (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, TypeError):
+        pass
+    return None
+
+
+def _kernel_pid(client: NotebookClient) -> int | None:
+    provisioner = getattr(getattr(client, "km", None), "provisioner", None)
+    return getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
+
+
 def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
-    """Execute one notebook; returns ``{notebook, status, seconds, error, metrics}``."""
+    """Execute one notebook; returns ``{notebook, status, seconds, peak_rss_mb, error, metrics}``.
+
+    ``peak_rss_mb`` is the kernel's peak resident memory, read after every cell (the
+    kernel's ``VmHWM`` on Linux; ``None`` elsewhere)."""
     name = path.stem
     out_dir = outputs_dir(name)
     metrics_file = out_dir / "metrics.json"
@@ -39,6 +58,21 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
+    peak: dict[str, float | None] = {"mb": None}
+    cell_start: dict[str, float] = {}
+    slowest: dict[str, float] = {"cell": -1, "seconds": 0.0}
+
+    def start_cell(cell_index: int = -1, **_: object) -> None:
+        cell_start["t"] = time.perf_counter()
+
+    def end_cell(cell_index: int = -1, **_: object) -> None:
+        peak["mb"] = _peak_rss_mb(_kernel_pid(client)) or peak["mb"]
+        took = time.perf_counter() - cell_start.get("t", time.perf_counter())
+        if took > slowest["seconds"]:
+            slowest.update(cell=cell_index, seconds=round(took, 1))
+
+    client.on_cell_execute = start_cell
+    client.on_cell_executed = end_cell
     start = time.perf_counter()
     status, error = "ok", ""
     try:
@@ -53,7 +87,9 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     seconds = time.perf_counter() - start
     nbformat.write(nb, path if (inplace and status == "ok") else out_dir / path.name)
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    return {"notebook": name, "status": status, "seconds": round(seconds, 1), "error": error, "metrics": metrics}
+    return {"notebook": name, "status": status, "seconds": round(seconds, 1),
+            "peak_rss_mb": round(peak["mb"]) if peak["mb"] else None, "slowest_cell": slowest if slowest["cell"] >= 0 else None,
+            "error": error, "metrics": metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,16 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.notebooks:
         print(f"▶ {path.name} …", flush=True)
         result = run_notebook(path.resolve(), args.inplace, args.timeout)
-        print(f"  {result['status']} in {result['seconds']:.1f} s" +
+        peak = f", peak RSS {result['peak_rss_mb'] / 1024:.2f} GB" if result["peak_rss_mb"] else ""
+        if result.get("slowest_cell"):
+            peak += f", slowest cell {result['slowest_cell']['cell']} ({result['slowest_cell']['seconds']:.1f} s)"
+        print(f"  {result['status']} in {result['seconds']:.1f} s{peak}" +
               (f" — {result['error']}" if result["error"] else ""), flush=True)
         results.append(result)
 
     width = max(len(r["notebook"]) for r in results)
     print(f"\nSummary (profile {os.environ['LAB_PROFILE']}):")
-    print(f"{'notebook':<{width}}  {'status':<8} {'wall s':>7}  headline metrics")
+    print(f"{'notebook':<{width}}  {'status':<8} {'wall s':>7} {'peak GB':>8}  headline metrics")
     for r in results:
         detail = r["error"] if r["error"] else _headline(r["metrics"])
-        print(f"{r['notebook']:<{width}}  {r['status']:<8} {r['seconds']:>7.1f}  {detail}")
+        peak_gb = f"{r['peak_rss_mb'] / 1024:.2f}" if r["peak_rss_mb"] else "?"
+        print(f"{r['notebook']:<{width}}  {r['status']:<8} {r['seconds']:>7.1f} {peak_gb:>8}  {detail}")
     total = sum(r["seconds"] for r in results)
     print(f"{'total':<{width}}  {'':<8} {total:>7.1f}")
     (outputs_dir() / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
