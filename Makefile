@@ -1,8 +1,10 @@
 # Two commands do everything from a fresh clone:
 #   make lab    set up .venv, run every notebook (quick profile), print a summary
 #   make test   set up .venv, run unit tests + nbval over the stored notebook outputs
-# and one for maintainers:
+# and for maintainers:
 #   make notebooks   re-execute the notebooks in place to refresh their stored outputs
+#   make rehearsal   the full (Colab) profile end to end, offline, on stand-in models and data
+#   make compat      unit tests + rehearsal again with the oldest transformers supported (4.x)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,7 +21,7 @@ export PYTHONHASHSEED := 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit nbval notebooks venv clean
+.PHONY: lab test unit nbval notebooks rehearsal compat venv clean
 
 venv: $(STAMP)
 
@@ -44,6 +46,23 @@ nbval: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -m lab_utils.run_notebooks $(NOTEBOOKS) --inplace
+
+# Full profile, offline: stand-in hub + torch caches, small real-format data in a copy of the
+# repo, two scenarios (data present / none). CUDA when the machine has it. See lab_utils/rehearsal.py.
+rehearsal: $(STAMP)
+	$(PY) -m lab_utils.rehearsal --timeout 300
+
+# The oldest supported transformers (4.x module names, huggingface_hub < 1.0) installed beside
+# .venv's packages and put first on PYTHONPATH: a second environment for the price of ~60 MB.
+OLDEST := $(VENV)/oldest
+$(OLDEST)/.installed: requirements-oldest.txt $(STAMP)
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(OLDEST) -r requirements-oldest.txt
+	@touch $@
+
+compat: $(OLDEST)/.installed
+	PYTHONPATH=$(OLDEST) $(PY) -c "import transformers; print('transformers', transformers.__version__)"
+	PYTHONPATH=$(OLDEST) $(PY) -m pytest tests -q -p no:cacheprovider
+	PYTHONPATH=$(OLDEST) $(PY) -m lab_utils.rehearsal --timeout 300
 
 clean:
 	rm -rf outputs/*/ .pytest_cache
