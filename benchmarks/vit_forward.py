@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> float:
     hidden, layers, heads, mlp, image, patch = PRESETS[args.preset]
     config = ViTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                        intermediate_size=mlp, image_size=image, patch_size=patch,
-                       attn_implementation="sdpa")
+                       attn_implementation="sdpa" if getattr(ViTModel, "_supports_sdpa", False) else "eager")
     hf = ViTModel(config, add_pooling_layer=False).eval()
     ours = VisionTransformer.from_huggingface(hf).eval()
     x = torch.randn(args.batch, 3, image, image)

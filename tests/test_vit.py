@@ -189,10 +189,16 @@ HF_CONFIGS = [
 ]
 
 
+# transformers' fast attention path for ViT (sdpa) arrived in 4.41; older releases run eager.
+from transformers.models.vit.modeling_vit import ViTPreTrainedModel  # noqa: E402
+
+FAST_ATTENTION = "sdpa" if getattr(ViTPreTrainedModel, "_supports_sdpa", False) else "eager"
+
+
 @pytest.mark.parametrize("overrides", HF_CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 def test_from_huggingface_matches_vitmodel(overrides):
     torch.manual_seed(0)
-    config = small_config(**overrides, attn_implementation="sdpa")
+    config = small_config(**overrides, attn_implementation=FAST_ATTENTION)
     hf = ViTModel(config).eval()
     ours = VisionTransformer.from_huggingface(hf)
     H, W = config.image_size if isinstance(config.image_size, (tuple, list)) else (config.image_size,) * 2
@@ -224,7 +230,7 @@ def test_attention_probabilities_match_eager_vitmodel():
 
 def test_interpolate_pos_encoding_matches_vitmodel():
     torch.manual_seed(0)
-    hf = ViTModel(small_config(attn_implementation="sdpa")).eval()
+    hf = ViTModel(small_config(attn_implementation=FAST_ATTENTION)).eval()
     ours = VisionTransformer.from_huggingface(hf)
     x = torch.randn(2, 3, 48, 48)  # model built for 32×32 (4×4 patches), input gives 6×6
     with torch.no_grad():
