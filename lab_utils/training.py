@@ -182,6 +182,23 @@ def _seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(s)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScaler | None" = None,
+                   max_grad_norm: float | None = None) -> None:
+    """One update from the accumulated gradients, then clear them: unscale (fp16 AMP) and clip
+    to ``max_grad_norm`` if asked, step through the ``scaler`` when there is one (it skips a
+    step whose gradients overflowed), else a plain ``optimizer.step()``."""
+    if max_grad_norm is not None:
+        if scaler:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *,
         epochs: int, optimizer: torch.optim.Optimizer | None = None,
         scheduler: Any | None = None, lr: float = 1e-3, step_fn: StepFn | None = None,
@@ -275,17 +292,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
             (scaler.scale(loss) if scaler else loss).backward()
             last_batch = total is not None and i + 1 == total
             if (i + 1) % grad_accum_steps == 0 or last_batch:
-                if max_grad_norm is not None:
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer_step(optimizer, scaler, max_grad_norm)
                 if scheduler is not None and scheduler_per == "step":
                     scheduler.step()
             n = _batch_size(batch)
