@@ -53,8 +53,9 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     name = path.stem
     out_dir = outputs_dir(name)
     metrics_file = out_dir / "metrics.json"
-    if metrics_file.exists():
-        metrics_file.unlink()  # only this run's numbers count
+    for stale in (metrics_file, out_dir / "outcome_checks.json"):
+        if stale.exists():
+            stale.unlink()  # only this run's numbers (and reported outcome checks) count
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
