@@ -444,8 +444,16 @@ def copy_repo(dest: Path, source: Path | None = None) -> Path:
     """Copy the repository's tracked and untracked-but-not-ignored files into ``dest`` (a
     fresh clone of the working tree, without .venv, outputs or checkpoints)."""
     source = source or source_root()
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=source, check=True, capture_output=True).stdout.decode().split("\0")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=source, capture_output=True)
+    if listed.returncode == 0:
+        files = listed.stdout.decode().split("\0")
+    else:  # not a git checkout (an exported tree): everything but what .gitignore keeps out
+        top = {".git", ".venv", "outputs", "checkpoints", "data", ".whl"}
+        files = [str(p.relative_to(source)) for p in source.rglob("*")
+                 if p.is_file() and p.relative_to(source).parts[0] not in top
+                 and not {"__pycache__", ".ipynb_checkpoints"} & set(p.relative_to(source).parts)]
+        files += ["data/README.md", "checkpoints/README.md"]
     for rel in filter(None, files):
         src = source / rel
         if src.is_file():
