@@ -45,6 +45,17 @@ def _kernel_pid(client: NotebookClient) -> int | None:
     return getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
 
 
+WIDGET_CELL_TIMEOUT = 60
+"""Seconds allowed to a cell that builds ipywidgets. Under load, nbclient sometimes gets such a
+cell's reply only when the cell's timeout runs out, and then carries on as if nothing
+happened (seen in rehearsals: exactly 300 s, then 900 s, of an idle kernel, then "ok").
+A widget cell does no heavy work, so a short limit caps that stall."""
+
+
+def _cell_timeout(cell: nbformat.NotebookNode, timeout: int) -> int:
+    return min(timeout, WIDGET_CELL_TIMEOUT) if "ipywidgets" in cell.get("source", "") else timeout
+
+
 def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     """Execute one notebook; returns ``{notebook, status, seconds, peak_rss_mb, error, metrics}``.
 
@@ -58,6 +69,7 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
             stale.unlink()  # only this run's numbers (and reported outcome checks) count
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            timeout_func=lambda cell: _cell_timeout(cell, timeout),
                             resources={"metadata": {"path": str(path.parent)}})
     peak: dict[str, float | None] = {"mb": None}
     cell_start: dict[str, float] = {}
