@@ -156,7 +156,8 @@ SCHEMAS["fer"] = {
     "data": {
         "source": Field(str, choices=("synthetic", "fer2013")),
         "path": Field(str, default="data/fer2013", doc="FER2013 CSV or image folders (full profile)"),
-        "image_size": Field(int, low=16, high=512),
+        "image_size": Field(int, low=16, high=512, doc="model input, px; a multiple of the ViT's patch size "
+                            "(other sizes than the pretrained one interpolate its position embeddings)"),
         "num_samples": Field(int, low=70, doc="synthetic faces (quick profile / fallback)"),
     },
     "train": {
@@ -186,7 +187,8 @@ SCHEMAS["fusion"] = {
     "data": {
         "source": Field(str, choices=("synthetic", "paired")),
         "path": Field(str, default="data/rgbt", doc="paired rgb/ + thermal/ class folders (full profile)"),
-        "image_size": Field(int, low=16, high=512),
+        "image_size": Field(int, low=16, high=512, doc="model input, px; a multiple of the ViT's patch size "
+                            "(other sizes than the pretrained one interpolate its position embeddings)"),
         "num_samples": Field(int, low=70, doc="synthetic pairs (quick profile / fallback)"),
     },
     "train": {
@@ -199,6 +201,7 @@ SCHEMAS["fusion"] = {
                                    doc="0.1: pretrained encoders (get_optimizer_and_scheduler); "
                                        "1.0: encoders trained from scratch (quick profile)"),
     },
-    "seeds": Field(int, default=2, low=1, doc="repeats per model (mean ± std)"),
+    "seeds": Field(int, default=1, low=1, doc="repeats per model (mean ± std from 2); 1 fits a T4, "
+                   "3 an A100 / H100 (python -m lab_utils.cost)"),
     "seed": Field(int, default=0, low=0),
 }

@@ -10,7 +10,8 @@ from transformers import ViTModel
 
 from lab_utils.models.fer import (EarlyFusionViT, LateFusionViT, TensorBatches, ViTForFER,
                                   create_multimodal_vit_model, fer_step, lr_schedule_table,
-                                  make_fer_head, saved_activation_bytes, six_channel_patch_embedding)
+                                  make_fer_head, saved_activation_bytes, six_channel_patch_embedding,
+                                  encoder_layers, vit_tokens)
 from lab_utils.models.pretrained import quick_vit_config
 from lab_utils.training import get_optimizer_and_scheduler
 
@@ -85,13 +86,13 @@ def test_freeze_and_progressive_unfreeze_counts(vit_dir):
     assert n_params(model, trainable=False) == backbone
 
     model.unfreeze_backbone(1)                              # top block + final LayerNorm
-    top = n_params(model.vit.layers[-1]) + n_params(model.vit.layernorm)
+    top = n_params(encoder_layers(model.vit)[-1]) + n_params(model.vit.layernorm)
     assert n_params(model, trainable=True) == head + top
-    assert all(not p.requires_grad for p in model.vit.layers[0].parameters())
+    assert all(not p.requires_grad for p in encoder_layers(model.vit)[0].parameters())
     assert all(not p.requires_grad for p in model.vit.embeddings.parameters())
 
     model.unfreeze_backbone(2)
-    assert n_params(model, trainable=True) == head + top + n_params(model.vit.layers[-2])
+    assert n_params(model, trainable=True) == head + top + n_params(encoder_layers(model.vit)[-2])
     model.unfreeze_backbone()
     assert n_params(model, trainable=False) == 0
 
@@ -224,7 +225,7 @@ def test_optimizer_groups_backbone_at_tenth_and_frozen_left_out(vit_dir):
     opt, _ = get_optimizer_and_scheduler(model, 1e-3, 0, 10)        # re-created after unfreezing
     groups = {g["name"]: g for g in opt.param_groups}
     assert groups["backbone"]["lr"] == pytest.approx(1e-4) and groups["head"]["lr"] == pytest.approx(1e-3)
-    top = n_params(model.vit.layers[-1]) + n_params(model.vit.layernorm)
+    top = n_params(encoder_layers(model.vit)[-1]) + n_params(model.vit.layernorm)
     assert sum(p.numel() for p in groups["backbone"]["params"]) == top
 
     late = LateFusionViT(vit_dir, fusion_type="attention", profile="full")
@@ -335,3 +336,93 @@ def test_missing_fer2013_falls_back_to_synthetic_and_says_how_to_get_it(tmp_path
     assert isinstance(loaders["train"], TensorBatches)
     assert batch["rgb"].min() >= -1 and batch["rgb"].max() <= 1 and batch["rgb"].min() < 0   # ViT-normalised
     assert batch["label"].tolist() == splits["val"].labels[:len(batch["label"])].tolist()
+
+
+# --------------------------------------------------------------------------- other input sizes (full profile: 112 px)
+def test_other_image_sizes_interpolate_the_position_embeddings(vit_dir):
+    model = ViTForFER(vit_dir, profile="full").eval()
+    ref = ViTModel.from_pretrained(vit_dir).eval()
+    x, _ = images()
+    big = torch.randn(2, 3, 2 * S, 2 * S)                                # 4 × 4 patches instead of 2 × 2
+    with torch.no_grad():
+        assert torch.equal(vit_tokens(model.vit, x), ref(pixel_values=x).last_hidden_state)   # native: unchanged
+        tokens = vit_tokens(model.vit, big)
+        assert tokens.shape == (2, 1 + 16, H)
+        expected = ref(pixel_values=big, interpolate_pos_encoding=True).last_hidden_state
+        assert torch.allclose(tokens, expected, atol=1e-6)
+        assert model(big).shape == (2, 7)
+        late = LateFusionViT(vit_dir, profile="full").eval()
+        assert late(big, big).shape == (2, 7)
+    with pytest.raises(ValueError, match="multiple of its 8-px patches"):
+        model(torch.randn(1, 3, 20, 20))
+
+
+# --------------------------------------------------------------------------- a frozen backbone, computed once
+def test_cached_features_give_the_model_s_logits_and_flip_with_the_images(vit_dir):
+    from lab_utils.models.fer import extract_features
+
+    model = ViTForFER(vit_dir, freeze_backbone=True, profile="full")
+    x, _ = images(6)
+    labels = torch.arange(6) % 7
+    batches = TensorBatches({"rgb": x, "label": labels}, batch_size=4, shuffle=True)
+    cached = extract_features(model, batches, flip=True)
+    assert cached["feature"].shape == (6, H) and cached["feature_flipped"].shape == (6, H)
+    assert model.training                                                 # mode restored
+    model.eval()
+    with torch.no_grad():
+        order = [int((labels == y).nonzero()[0]) for y in cached["label"]]  # the shuffled order
+        assert torch.allclose(cached["feature"], model.features(x[order]), atol=1e-6)
+        assert torch.allclose(cached["feature_flipped"], model.features(x[order].flip(-1)), atol=1e-6)
+        assert torch.allclose(model.classifier(cached["feature"]), model(x[order]), atol=1e-6)
+
+
+def test_feature_step_mirrors_a_random_half_only_in_training():
+    from lab_utils.models.fer import feature_step
+
+    seen = []
+    head = nn.Linear(2, 7)
+    head.register_forward_hook(lambda m, inp, out: seen.append(inp[0].clone()))
+    batch = {"feature": torch.zeros(400, 2), "feature_flipped": torch.ones(400, 2), "label": torch.zeros(400).long()}
+    torch.manual_seed(0)
+    out = feature_step()(head, batch)
+    assert out["loss"].requires_grad and out["logits"].shape == (400, 7)
+    assert 0.4 < seen[-1][:, 0].mean() < 0.6                                  # about half mirrored
+    head.eval()
+    feature_step()(head, batch)
+    assert seen[-1].sum() == 0                                                # evaluation: never
+
+
+def test_strategy_stages_split_the_epochs():
+    from lab_utils.models.fer import strategy_stages
+
+    stages = strategy_stages(8, 2, 4)
+    assert stages == {"head only": [(8, 0)], "full fine-tuning": [(8, None)], "progressive": [(2, 0), (3, 4), (3, None)]}
+    assert all(sum(e for e, _ in s) == 8 for s in stages.values())
+    with pytest.raises(ValueError, match="head_only_epochs=8 must be"):
+        strategy_stages(8, 8, 4)
+
+
+def test_in_memory_loaders_read_once_and_serve_float32():
+    from lab_utils.models.fer import make_loaders
+
+    class Pairs(torch.utils.data.Dataset):               # stands in for image files read one by one
+        def __init__(self, n):
+            self.n, self.reads = n, 0
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            self.reads += 1
+            return {"rgb": torch.full((3, 4, 4), i / 10), "thermal": torch.zeros(3, 4, 4), "label": i % 7}
+
+    splits = {"train": Pairs(10), "val": Pairs(4)}
+    loaders = make_loaders(splits, batch_size=3, in_memory=True)
+    assert isinstance(loaders["train"], TensorBatches) and loaders["train"].tensors["rgb"].dtype == torch.float16
+    for _ in range(3):
+        batches = list(loaders["train"])
+    assert splits["train"].reads == 10                                        # once, not once per epoch
+    rgb = torch.cat([b["rgb"] for b in batches])
+    assert rgb.dtype == torch.float32 and len(rgb) == 10
+    assert sorted(rgb[:, 0, 0, 0].tolist()) == pytest.approx([i / 10 for i in range(10)], abs=1e-3)
+    assert next(iter(loaders["val"]))["label"].tolist() == [0, 1, 2, 3]
