@@ -63,6 +63,24 @@ def test_labels_balanced_per_subject_and_cheap_arrays():
     assert torch.equal(t["rgb"][9], ds[9]["rgb"])
 
 
+def test_tensors_as_bytes_and_the_render_size():
+    from lab_utils.data.synthetic import MAX_RENDER_SIZE, render_size
+
+    ds = SynthFER(ITEMS_PER_SUBJECT, 32, seed=2, thermal_channels=3)
+    floats, stored = ds.tensors(), ds.tensors(torch.uint8)
+    assert stored["rgb"].dtype == stored["thermal"].dtype == torch.uint8
+    assert stored["thermal"].shape == (ITEMS_PER_SUBJECT, 3, 32, 32)
+    assert torch.equal(stored["rgb"].float() / 255.0, floats["rgb"])     # the same pixels, 4× smaller
+    assert torch.equal(stored["thermal"].float() / 255.0, floats["thermal"])
+    caps = SynthFaceCaptions(ITEMS_PER_SUBJECT, 32, seed=2, captions_per_image=2)
+    assert torch.equal(caps.tensors(torch.uint8)["image"], stored["rgb"])
+    with pytest.raises(ValueError, match="torch.uint8"):
+        ds.tensors(torch.int64)
+    assert [render_size(s) for s in (16, 32, 64, 96, 224)] == [16, 32, 64, 64, 64] and MAX_RENDER_SIZE == 64
+    with pytest.raises(ValueError, match="between 16 and 512"):
+        render_size(8)
+
+
 def test_thermal_follows_the_cues():
     """Class means of regional temperature match the design table's signs."""
     ds = SynthFER(ITEMS_PER_SUBJECT * 30, 64, seed=0)

@@ -53,6 +53,22 @@ def test_fer_icml_variant_with_padded_columns(tmp_path):
     assert splits["PrivateTest"].labels.tolist() == [4]
 
 
+def test_fer2013_test_split_in_either_release(tmp_path):
+    from lab_utils.data.loaders import fer2013_test_split
+
+    (tmp_path / "csv").mkdir()
+    csv = _fer_csv(tmp_path / "csv" / "fer2013.csv",
+                   [(3, _pixels(1), "Training"), (5, _pixels(2), "PublicTest"), (6, _pixels(3), "PrivateTest")])
+    name, test = fer2013_test_split(load_fer2013(csv))
+    assert name == "PrivateTest" and test.labels.tolist() == [6]       # PublicTest is the validation set
+    for split, cls in (("train", "happy"), ("test", "sad")):
+        _png(tmp_path / "folders" / split / cls / "a.png", 100)
+    name, test = fer2013_test_split(load_fer2013(tmp_path / "folders"))
+    assert name == "test" and test.labels.tolist() == [EMOTIONS.index("sad")]
+    with pytest.raises(ValueError, match=r"no FER2013 test split among \['Training'\].*PrivateTest"):
+        fer2013_test_split({"Training": test})
+
+
 def test_fer_csv_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"FER2013 not found at .*nowhere.*Accepted: .*kaggle"):
         load_fer2013(tmp_path / "nowhere")

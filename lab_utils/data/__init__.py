@@ -7,8 +7,8 @@ design tables. Splits (``splits.py``): :func:`subject_split`, leakage checks. Tr
 Loaders (``loaders.py``): :func:`load_fer2013`, :func:`load_paired_rgbt`, :func:`load_captions`.
 See ``data/README.md`` for formats and where to put real data.
 """
-from .synthetic import (EMOTIONS, HAIR_COLORS, ITEMS_PER_SUBJECT, NUM_CLASSES, RGB_ACTIONS,  # noqa: F401
-                        SKIN_TONES, THERMAL_CUES, THERMAL_RANGE_C, SynthFaceCaptions, SynthFER,
+from .synthetic import (EMOTIONS, HAIR_COLORS, ITEMS_PER_SUBJECT, MAX_RENDER_SIZE, NUM_CLASSES,  # noqa: F401
+                        RGB_ACTIONS, render_size, SKIN_TONES, THERMAL_CUES, THERMAL_RANGE_C, SynthFaceCaptions, SynthFER,
                         celsius_to_unit, generate_faces, render_batch, sample_attributes,
                         thermal_to_celsius)
 from .captions import EXPRESSION_WORDS, make_captions, position_words  # noqa: F401
@@ -17,8 +17,8 @@ from .splits import (LabeledSubset, assert_no_subject_leakage, check_subject_lea
 from .transforms import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATION,  # noqa: F401
                          PairedRandomHorizontalFlip, PairedTransform, ToThreeChannels,
                          get_paired_transforms, get_transforms, paired_hflip_batch)
-from .loaders import (FER2013, CaptionDataset, PairedRGBT, class_index, load_captions,  # noqa: F401
-                      load_fer2013, load_paired_rgbt, parse_subject)
+from .loaders import (FER2013, CaptionDataset, PairedRGBT, class_index, fer2013_test_split,  # noqa: F401
+                      load_captions, load_fer2013, load_paired_rgbt, parse_subject)
 
 __all__ = [
     "EMOTIONS", "NUM_CLASSES", "ITEMS_PER_SUBJECT", "RGB_ACTIONS", "THERMAL_CUES", "THERMAL_RANGE_C",
@@ -28,5 +28,6 @@ __all__ = [
     "get_labels", "get_subjects", "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD", "NORMALIZATION",
     "ToThreeChannels", "PairedRandomHorizontalFlip", "PairedTransform", "paired_hflip_batch",
     "get_transforms", "get_paired_transforms", "FER2013", "PairedRGBT", "CaptionDataset", "class_index",
-    "parse_subject", "load_fer2013", "load_paired_rgbt", "load_captions",
+    "parse_subject", "load_fer2013", "load_paired_rgbt", "load_captions", "MAX_RENDER_SIZE", "render_size",
+    "fer2013_test_split",
 ]

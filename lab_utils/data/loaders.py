@@ -229,6 +229,21 @@ def load_fer2013(path: str | os.PathLike | None = None, transform: Callable | No
     return out
 
 
+FER2013_TEST_SPLITS = ("PrivateTest", "test")
+"""The test split's name in each release: the CSV's ``PrivateTest`` (its ``PublicTest`` is the
+validation set), the folder release's ``test``."""
+
+
+def fer2013_test_split(data: dict[str, FER2013]) -> tuple[str, FER2013]:
+    """``(name, dataset)`` of the test split in :func:`load_fer2013`'s result (3,589 faces in
+    either release): the first of :data:`FER2013_TEST_SPLITS` present."""
+    for name in FER2013_TEST_SPLITS:
+        if name in data:
+            return name, data[name]
+    raise ValueError(f"no FER2013 test split among {sorted(data)}; expected one of {FER2013_TEST_SPLITS} "
+                     f"(the CSV's Usage column or the folder release's test/ folder). {FER2013_HELP}")
+
+
 # ======================================================================================
 # Paired RGB + thermal
 # ======================================================================================

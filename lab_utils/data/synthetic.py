@@ -356,6 +356,23 @@ def generate_faces(indices: Sequence[int] | np.ndarray, image_size: int = 64, se
                 subject=attrs["subject"].astype(np.int64), attrs=attrs)
 
 
+MAX_RENDER_SIZE = 64
+"""Largest size the full profile's synthetic fallback renders at (see :func:`render_size`)."""
+
+
+def render_size(image_size: int) -> int:
+    """The size to render synthetic faces at for a model that sees ``image_size`` pixels:
+    ``image_size`` itself up to :data:`MAX_RENDER_SIZE` (64 px), else 64 px.
+
+    A cartoon face holds no detail that 64 px cannot show, and rendering at 224 px costs
+    12× the time and memory (21,000 faces: about 3 GB as bytes, 13 GB as floats). Render at
+    this size, keep the bytes (``tensors(torch.uint8)``), and let the model resize each
+    batch on its own device (``lab_utils.models.clip.to_pixels``). Sizes up to 64 px (the
+    quick profile's 32 px) are rendered as asked, so their pixels never change."""
+    _check_size(image_size)
+    return min(int(image_size), MAX_RENDER_SIZE)
+
+
 def _check_size(image_size: int) -> None:
     if not isinstance(image_size, (int, np.integer)) or not 16 <= image_size <= 512:
         raise ValueError(f"image_size must be an int between 16 and 512 pixels (32–224 is the "
@@ -380,8 +397,10 @@ class SynthFER(Dataset):
     All items are rendered in one vectorised pass on first access and kept as 8-bit
     tensors (``4·S²`` bytes per item), so DataLoader iteration is cheap. ``.labels`` and
     ``.subjects`` (int64 arrays) never render anything; ``.tensors()`` gives whole-dataset
-    float tensors for fast training loops. ``transform`` (optional) is applied to the item
-    dict, e.g. :class:`~lab_utils.data.PairedRandomHorizontalFlip`.
+    float tensors for fast training loops (``.tensors(torch.uint8)`` the stored bytes, 4×
+    smaller). ``transform`` (optional) is applied to the item dict, e.g.
+    :class:`~lab_utils.data.PairedRandomHorizontalFlip`. For a model larger than 64 px,
+    render at :func:`render_size` and let the model resize.
     """
 
     def __init__(self, num_samples: int, image_size: int = 64, seed: int = 0,
@@ -427,14 +446,22 @@ class SynthFER(Dataset):
                 "label": int(self.labels[i]), "subject": int(self.subjects[i])}
         return self.transform(item) if self.transform is not None else item
 
-    def tensors(self) -> dict[str, torch.Tensor]:
+    def tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The whole dataset at once: ``rgb`` (N, 3, S, S), ``thermal`` (N, C, S, S) floats
-        in [0, 1], ``label`` and ``subject`` (N,) int64 (no transform applied)."""
+        in [0, 1], ``label`` and ``subject`` (N,) int64 (no transform applied).
+
+        ``dtype=torch.uint8``: the stored bytes (0–255) instead of floats, a quarter of the
+        memory; divide by 255 batch by batch (``lab_utils.models.clip.to_pixels``)."""
         c = self._render()
-        th = c["thermal"].float() / 255.0
+        if dtype == torch.uint8:
+            rgb, th = c["rgb"], c["thermal"]
+        elif dtype.is_floating_point:
+            rgb, th = c["rgb"].to(dtype) / 255.0, c["thermal"].to(dtype) / 255.0
+        else:
+            raise ValueError(f"dtype must be torch.uint8 (the stored bytes) or a float type, got {dtype}")
         if self.thermal_channels == 3:
             th = th.repeat(1, 3, 1, 1)
-        return {"rgb": c["rgb"].float() / 255.0, "thermal": th,
+        return {"rgb": rgb, "thermal": th,
                 "label": torch.from_numpy(self.labels), "subject": torch.from_numpy(self.subjects)}
 
     def attributes(self) -> dict[str, np.ndarray]:
@@ -482,9 +509,10 @@ class SynthFaceCaptions(Dataset):
             img = self.transform(img)
         return {"image": img, "captions": list(self.captions[i % self.num_samples]), "label": item["label"]}
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """``image`` (N, 3, S, S) floats in [0, 1] and ``label`` (N,) int64 (captions: ``.captions``)."""
-        t = self._faces.tensors()
+    def tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """``image`` (N, 3, S, S) floats in [0, 1] (bytes 0–255 with ``dtype=torch.uint8``)
+        and ``label`` (N,) int64 (captions: ``.captions``)."""
+        t = self._faces.tensors(dtype)
         return {"image": t["rgb"], "label": t["label"]}
 
     def __repr__(self) -> str:

@@ -18,6 +18,13 @@ __all__ = ["plot_similarity_matrix", "plot_clip_training", "plot_recall_bars",
            "plot_text_to_image", "plot_image_to_text", "plot_collapse_demo"]
 
 
+def _picture(img) -> np.ndarray:
+    """One stored image (bytes 0–255 or floats in [0, 1], (3, H, W)) → an (H, W, 3) array in [0, 1]."""
+    if isinstance(img, torch.Tensor) and img.dtype == torch.uint8:
+        img = img.float() / 255.0
+    return np.clip(_to_image(img), 0, 1)
+
+
 def _wrap(text: str, width: int = 28) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
@@ -27,7 +34,7 @@ def plot_similarity_matrix(sims: torch.Tensor, images: Sequence, captions: Seque
                            name: str = "similarity_matrix", ax: plt.Axes | None = None,
                            vmin: float | None = None, vmax: float | None = None) -> plt.Figure:
     """Heatmap of an ``(N, N)`` image × caption similarity matrix, a thumbnail next to each
-    row and the (wrapped) caption under each column; the true pairs are on the diagonal."""
+    row (``images``: bytes or [0, 1] floats) and the (wrapped) caption under each column; the true pairs are on the diagonal."""
     sims = torch.as_tensor(sims).detach().cpu().float().numpy()
     n_img, n_txt = sims.shape
     own = ax is None
@@ -39,7 +46,7 @@ def plot_similarity_matrix(sims: torch.Tensor, images: Sequence, captions: Seque
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
                 color="white" if v < (sims.max() + sims.min()) / 2 else "black")
     for i in range(n_img):
-        ax.add_artist(AnnotationBbox(OffsetImage(np.clip(_to_image(images[i]), 0, 1), zoom=0.9),
+        ax.add_artist(AnnotationBbox(OffsetImage(_picture(images[i]), zoom=0.9),
                                      (-0.5, i), xybox=(-22, 0), xycoords="data", boxcoords="offset points",
                                      frameon=False, annotation_clip=False))
     ax.set_xticks(range(n_txt), [_wrap(c, 22) for c in captions], rotation=90, fontsize=6)
@@ -122,7 +129,7 @@ def plot_text_to_image(queries: Sequence[str], images: torch.Tensor, top_idx: to
         for j in range(k):
             ax = axes[q, j + 1]
             idx = int(top_idx[q, j])
-            ax.imshow(np.clip(_to_image(images[idx]), 0, 1))
+            ax.imshow(_picture(images[idx]))
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"#{j + 1}  {float(top_scores[q, j]):.2f}", fontsize=7)
             hit = correct is not None and idx == correct[q]
@@ -142,7 +149,7 @@ def plot_image_to_text(images: Sequence, top_captions: Sequence[Sequence[str]], 
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        ax.imshow(np.clip(_to_image(images[i]), 0, 1))
+        ax.imshow(_picture(images[i]))
         ax.set_xticks([]), ax.set_yticks([])
         lines = []
         for r, (cap, s) in enumerate(zip(top_captions[i], top_scores[i])):

@@ -29,9 +29,11 @@ def save_figure(fig: plt.Figure, name: str, notebook: str | None = None, dpi: in
 
 
 def _to_image(img) -> np.ndarray:
-    """(C,H,W) or (H,W,C) or (H,W) tensor/array → (H,W,C) / (H,W) float array for imshow."""
+    """(C,H,W) or (H,W,C) or (H,W) tensor/array → (H,W,C) / (H,W) float array for imshow
+    (uint8 tensors, as the synthetic faces are stored, are scaled to [0, 1])."""
     if isinstance(img, torch.Tensor):
-        img = img.detach().cpu().float().numpy()
+        img = img.detach().cpu()
+        img = (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()).numpy()
     img = np.asarray(img)
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
         img = img.transpose(1, 2, 0)

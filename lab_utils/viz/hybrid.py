@@ -26,10 +26,12 @@ def _np(x) -> np.ndarray:
 def plot_branch_inputs(images: torch.Tensor, inputs: Mapping[str, torch.Tensor],
                        titles: Sequence[str] | None = None, name: str = "branch_inputs",
                        title: str = "One face, two preprocessings") -> plt.Figure:
-    """Rows: the original images ``(n, 3, h, w)`` in [0, 1], then each branch's input
+    """Rows: the original images ``(n, 3, h, w)`` (bytes or [0, 1] floats), then each branch's input
     ``{label: (n, 3, S, S)}`` (normalised, so shown rescaled to the row's min–max), and a
     last column with the histogram of each branch's input values.
     """
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        images = images.float() / 255.0                                  # stored bytes → [0, 1]
     n = len(images)
     rows = {"original": images, **inputs}
     fig, axes = plt.subplots(len(rows), n + 1, figsize=(1.55 * n + 3.2, 1.6 * len(rows) + 0.5),
