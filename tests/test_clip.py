@@ -249,6 +249,9 @@ def test_image_encoder_checkpoint_round_trip_and_mismatch(tmp_path, capsys):
     path = save_clip_image_encoder(enc, tmp_path / "enc.safetensors", image_size=32)
     loaded = load_clip_image_encoder(path, train_if_missing=False).eval()
     assert loaded.backbone_name == "resnet18" and loaded.embed_dim == 64 and loaded.image_size == 32
+    sized = CLIPImageEncoder("resnet18", embed_dim=64, image_size=48)
+    assert load_clip_image_encoder(save_clip_image_encoder(sized, tmp_path / "48.safetensors"),
+                                   train_if_missing=False).image_size == 48     # the encoder's own size
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(enc(x), loaded(x), atol=1e-6)
@@ -269,6 +272,36 @@ def test_image_encoder_checkpoint_round_trip_and_mismatch(tmp_path, capsys):
         load_clip_image_encoder(tmp_path / "missing.safetensors", train_if_missing=False)
     frozen = load_clip_image_encoder(path, freeze=True)
     assert not frozen.training and all(not p.requires_grad for p in frozen.parameters())
+
+
+def test_projection_heads_demo_with_a_frozen_clip_text_tower(tmp_path, tokenizer_dir):
+    """The CLIP text tower has no trainable projection: the demo trains the image head
+    against an identity text head, and hands both heads back on the CPU."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+    from lab_utils.models.clip import image_features, train_projection_heads
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config=dict(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=40, eos_token_id=102),
+                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, image_size=32, patch_size=16),
+                     projection_dim=512)
+    CLIPModel(cfg).save_pretrained(tmp_path / "tiny-clip")
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "tiny-clip")
+    model = create_clip_model(text_model_name=str(tmp_path / "tiny-clip"), image_backbone="resnet18",
+                              pretrained=False, profile="full")
+    assert model.text_encoder.projection is None
+    images = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8)
+    feats = image_features(model, images)
+    assert feats.shape == (12, 512) and feats.device.type == "cpu"
+    text = model.text_encoder.features_from_captions([f"caption {i}" for i in range(12)])
+    ids = [torch.tensor([i]) for i in range(12)]
+    ih, th, losses = train_projection_heads(model, lambda a, b, s: contrastive_loss(F.normalize(a, dim=-1),
+                                            F.normalize(b, dim=-1), s), feats, text, ids, steps=3, batch_size=4)
+    assert isinstance(th, torch.nn.Identity) and len(losses) == 3
+    assert all(p.device.type == "cpu" for p in ih.parameters())
+    assert ih(feats).shape == (12, 512) and torch.equal(th(text), text)
 
 
 def test_resnet_backbones_listed():
@@ -296,7 +329,7 @@ def test_missing_checkpoint_is_trained_with_the_notebook_recipe(tmp_path, capsys
 def test_full_profile_reads_a_flickr8k_folder_and_falls_back_when_absent(tmp_path, quick_model, capsys):
     from PIL import Image
 
-    from lab_utils.models.clip import find_real_captions, prepare_clip_data
+    from lab_utils.models.clip import find_real_captions, prepare_clip_data, to_pixels
 
     root = tmp_path / "data"
     folder = root / "flickr8k" / "Images"
@@ -312,14 +345,16 @@ def test_full_profile_reads_a_flickr8k_folder_and_falls_back_when_absent(tmp_pat
     train, test = prepare_clip_data(quick_model.text_encoder, 4, 2, 24, profile="full", data_root=root)
     assert "Real captions: 4 training and 2 held-out images at 24 px." in capsys.readouterr().out
     assert train.images.shape == (4, 3, 24, 24) and test.images.shape == (2, 3, 24, 24)
-    assert 0.0 <= float(train.images.min()) and float(train.images.max()) <= 1.0   # the encoder normalises
+    assert train.images.dtype == torch.uint8                    # stored as bytes; the encoder normalises
+    assert not train.synthetic and train.source.startswith("Flickr8k captions")
     assert train.captions[1] == ["a square of colour 40", "a picture, number 1"]
     assert test.captions[0][1] == "a picture, number 4" and (train.labels == -1).all()
     rows = train.caption_ids[2]
     direct = quick_model.text_encoder.features_from_captions(train.captions[2])
     torch.testing.assert_close(train.cache.features[rows], direct, atol=1e-5, rtol=1e-4)
     # colour of image 1 survives the resize: (40, 215, 128) / 255
-    torch.testing.assert_close(train.images[1, :, 12, 12], torch.tensor([40, 215, 128]) / 255.0, atol=0.01, rtol=0)
+    torch.testing.assert_close(to_pixels(train.images)[1, :, 12, 12], torch.tensor([40, 215, 128]) / 255.0,
+                               atol=0.01, rtol=0)
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -329,6 +364,73 @@ def test_full_profile_reads_a_flickr8k_folder_and_falls_back_when_absent(tmp_pat
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "synthetic face captions at 16 px" in out and "flickr8k" in out.lower()
     assert train.images.shape == (6, 3, 16, 16) and len(test) == 3 and len(train.captions[0]) == 2
+    assert train.synthetic and train.images.dtype == torch.uint8
+
+
+def test_synthetic_fallback_is_drawn_small_as_bytes_and_quick_pixels_do_not_change(quick_model, tmp_path, capsys):
+    """A 224-px model gets faces drawn at 64 px (the encoder resizes per batch); at 32 px the
+    pixels are exactly those of the float tensors the quick profile always used."""
+    from lab_utils.data import SynthFaceCaptions
+    from lab_utils.models.clip import prepare_clip_data, to_pixels
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    train, test = prepare_clip_data(quick_model.text_encoder, 14, 7, 224, profile="full", data_root=empty,
+                                    captions_per_image=2)
+    assert "drawn at 64 px, resized by the encoder" in capsys.readouterr().out
+    assert train.images.shape == (14, 3, 64, 64) and train.images.dtype == torch.uint8
+    train, _ = prepare_clip_data(quick_model.text_encoder, 14, 7, 32, profile="quick", captions_per_image=2)
+    want = SynthFaceCaptions(14, image_size=32, seed=0, captions_per_image=2).tensors()["image"]
+    assert torch.equal(to_pixels(train.images), want)
+
+
+def test_to_pixels_and_the_encoder_resize_on_the_inputs_device():
+    from lab_utils.models.clip import to_pixels
+
+    stored = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert torch.equal(to_pixels(stored), stored.float() / 255)
+    floats = torch.rand(2, 3, 16, 16)
+    assert to_pixels(floats) is floats                               # nothing to do
+    big = to_pixels(stored, 40)
+    assert big.shape == (2, 3, 40, 40) and 0 <= float(big.min()) and float(big.max()) <= 1
+    with pytest.raises(TypeError, match=r"uint8 \(0–255\) or floats"):
+        to_pixels(stored.long())
+    torch.manual_seed(0)
+    enc = CLIPImageEncoder("resnet18", embed_dim=16, image_size=40).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(enc(stored), enc(big), rtol=0, atol=0)   # resized inside, like by hand
+        enc.image_size = None
+        assert not torch.allclose(enc(stored), enc(big), atol=1e-3)      # without it: another input
+
+
+def test_zero_shot_faces_are_faces_with_labels_never_caption_photos(tmp_path, quick_model):
+    import numpy as np
+
+    from lab_utils.models.clip import CaptionData, zero_shot_faces
+
+    def captions(labels, source):
+        n = len(labels)
+        return CaptionData(torch.zeros(n, 3, 8, 8, dtype=torch.uint8), [["a caption"]] * n, [],
+                           torch.tensor(labels), TextEmbeddingCache(quick_model.text_encoder), source)
+
+    synthetic = captions([0, 3, 6], "synthetic face captions")
+    photos = captions([-1, -1, -1, -1], "Flickr8k captions (data/flickr8k/captions.txt)")
+    faces = zero_shot_faces(synthetic, 224, profile="full", data_root=tmp_path)
+    assert faces.images is synthetic.images and faces.synthetic        # their own held-out faces
+    faces = zero_shot_faces(photos, 224, profile="full", data_root=tmp_path)
+    assert faces.synthetic and len(faces) == 4 and (faces.labels >= 0).all()
+    assert faces.images.shape == (4, 3, 64, 64) and faces.images.dtype == torch.uint8
+    # FER2013 (CSV) present: its PrivateTest faces, gray repeated to 3 channels
+    rows = ["emotion,pixels,Usage"] + [f"{k % 7},{' '.join(['%d' % (10 * k)] * 2304)},{u}"
+                                       for k, u in enumerate(["Training"] * 3 + ["PublicTest"] * 2 + ["PrivateTest"] * 2)]
+    (tmp_path / "fer2013").mkdir()
+    (tmp_path / "fer2013" / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    for test in (photos, synthetic):
+        faces = zero_shot_faces(test, 224, profile="full", data_root=tmp_path)
+        assert not faces.synthetic and "PrivateTest" in faces.source and faces.labels.tolist() == [5, 6]
+        assert faces.images.shape == (2, 3, 48, 48) and faces.images.dtype == torch.uint8
+        assert np.unique(faces.images[1].numpy()).tolist() == [60]
+    assert zero_shot_faces(synthetic, 32, profile="quick", data_root=tmp_path).images is synthetic.images
 
 
 def test_group_shuffle_sampler_keeps_blocks_together():

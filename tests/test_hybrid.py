@@ -279,6 +279,24 @@ def test_cached_clip_embeddings_give_the_same_logits():
         model(pv_vit, clip_embeds=torch.zeros(6, 5))
 
 
+def test_stored_bytes_are_preprocessed_per_batch_like_float_images():
+    """The notebook keeps small uint8 images and lets each branch resize a batch: the same
+    logits as preprocessing [0, 1] floats, and the ViT input is upsampled to its size."""
+    model = tiny_hybrid("concat").eval()
+    stored = (images(batch=5, size=20) * 255).round().to(torch.uint8)      # small, as bytes
+    floats = stored.float() / 255
+    pv_vit, pv_clip = model.preprocess(stored)
+    assert pv_vit.shape[-1] == model.vit_image_size and pv_clip.shape[-1] == model.clip.image_size
+    torch.testing.assert_close(pv_vit, model.preprocess_vit(floats), rtol=0, atol=0)
+    torch.testing.assert_close(model.encode_clip(stored), model.encode_clip(floats), rtol=0, atol=0)
+    embeds = model.encode_clip(stored)
+    batch = {"image": stored, "clip_embeds": embeds, "label": torch.arange(5) % NUM_CLASSES}
+    out = hybrid_step()(model, batch)
+    torch.testing.assert_close(out["logits"], model(pv_vit, clip_embeds=embeds))
+    with pytest.raises(TypeError, match="uint8"):
+        model.preprocess_vit(stored.long())
+
+
 def test_optimizer_groups_put_vit_in_backbone_and_leave_clip_out():
     from lab_utils.training import get_optimizer_and_scheduler
 
@@ -400,7 +418,7 @@ def test_clip_checkpoint_of_another_architecture_is_refused_and_kept(tmp_path):
 def test_cached_dataset_flips_both_branches_together():
     from lab_utils.models.hybrid import CachedHybridDataset
 
-    pv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    pv = torch.arange(2 * 3 * 2 * 2, dtype=torch.uint8).view(2, 3, 2, 2)   # stored bytes
     emb, emb_flip = torch.zeros(2, 4), torch.ones(2, 4)
     ds = CachedHybridDataset(pv, emb, torch.tensor([3, 5]), emb_flip, flip=True)
     torch.manual_seed(0)
@@ -408,12 +426,12 @@ def test_cached_dataset_flips_both_branches_together():
     for _ in range(40):
         item = ds[1]
         flipped = bool(item["clip_embeds"][0] == 1)
-        assert torch.equal(item["pixel_values_vit"], pv[1].flip(-1) if flipped else pv[1])
+        assert torch.equal(item["image"], pv[1].flip(-1) if flipped else pv[1])
         assert item["label"] == 5
         seen.add(flipped)
     assert seen == {True, False}
     plain = CachedHybridDataset(pv, emb, torch.tensor([3, 5]))
-    assert torch.equal(plain[0]["pixel_values_vit"], pv[0])
+    assert torch.equal(plain[0]["image"], pv[0])
     with pytest.raises(ValueError, match="flip=True needs clip_embeds_flipped"):
         CachedHybridDataset(pv, emb, torch.tensor([3, 5]), flip=True)
     with pytest.raises(ValueError, match="clip_embeds has 2 rows for 3 labels"):

@@ -24,6 +24,10 @@ on the frozen CLIP embedding).
 Because the CLIP branch never changes, its embeddings can be computed **once per image**
 (``encode_clip``) and passed to ``forward(..., clip_embeds=...)`` during training: the
 frozen encoder then costs one pass over the data instead of one per epoch.
+
+Images are stored small, as bytes (``SynthFER(...).tensors(torch.uint8)``); each branch
+resizes and normalises a batch on the device it runs on (``preprocess``), so a 224-px
+model never needs the whole data set at 224 px in host memory.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .clip import quiet_transformers, to_pixels
 from .pretrained import count_parameters, is_local_dir, load_pretrained, quick_vit_config
 
 # --------------------------------------------------------------------------- CLIP names
@@ -94,13 +99,12 @@ def resolve_clip_name(name: str) -> str:
 
 # --------------------------------------------------------------------------- preprocessing
 def preprocess(images: torch.Tensor, size: int, mean: tuple, std: tuple) -> torch.Tensor:
-    """One branch's preprocessing: ``(B, 3, h, w)`` images in [0, 1] → resized to
-    ``(B, 3, size, size)`` (bilinear, antialiased) and normalised per channel."""
+    """One branch's preprocessing: ``(B, 3, h, w)`` images (bytes 0–255 or floats in [0, 1])
+    → resized to ``(B, 3, size, size)`` (bilinear, antialiased: ``to_pixels``) and normalised
+    per channel, on the images' device."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W) in [0, 1], got {tuple(images.shape)}")
-    if images.shape[-2:] != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
-                               align_corners=False)
+    images = to_pixels(images, size)                                   # (B, 3, size, size) in [0, 1]
     m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     return (images - m) / s
@@ -179,8 +183,9 @@ def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool 
     if is_local_dir(target) or profile == "full":
         from transformers import CLIPVisionModelWithProjection
 
-        model = load_pretrained(CLIPVisionModelWithProjection, target, what="CLIP branch",
-                                profile=profile)
+        with quiet_transformers():                 # no report of the text tower's weights left out
+            model = load_pretrained(CLIPVisionModelWithProjection, target, what="CLIP branch",
+                                    profile=profile)
         return FrozenCLIPBranch.from_hf(model, source=str(target))
     from .clip import load_clip_image_encoder
 
@@ -292,9 +297,10 @@ class HybridViTCLIP(nn.Module):
         fusion = fusion or config["fusion"]["method"]
         vit = None
         if fusion != "clip_only":
-            vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
-                                  quick_config=quick_vit_config(**dict(vit_overrides or {})),
-                                  profile=profile, verbose=verbose)
+            with quiet_transformers():
+                vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
+                                      quick_config=quick_vit_config(**dict(vit_overrides or {})),
+                                      profile=profile, verbose=verbose)
             vit.pooler = None  # only the [CLS] vector is used: no unused (untrained) pooler
         if clip is None and fusion != "vit_only":
             clip = load_clip_branch(config["clip"]["model_name"], profile=profile, verbose=verbose)
@@ -306,7 +312,7 @@ class HybridViTCLIP(nn.Module):
         return int(self.vit.config.image_size) if self.vit is not None else 0
 
     def preprocess(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(B, 3, h, w)`` images in [0, 1] → ``(pixel_values_vit, pixel_values_clip)``:
+        """``(B, 3, h, w)`` images (bytes or [0, 1] floats) → ``(pixel_values_vit, pixel_values_clip)``:
         each resized to its branch's input size and normalised with its branch's mean/std
         (ViT: 0.5/0.5; CLIP: OpenAI's statistics for a pretrained CLIP, ImageNet's for
         notebook 02's ResNet encoder). ``None`` for a missing branch."""
@@ -320,7 +326,7 @@ class HybridViTCLIP(nn.Module):
     @torch.no_grad()
     def encode_clip(self, images: torch.Tensor, batch_size: int = 256, flip: bool = False) -> torch.Tensor:
         """Frozen CLIP embeddings ``(N, D)`` (unit length, on the CPU) of images ``(N, 3, h, w)``
-        in [0, 1] — preprocessed batch by batch (mirrored first with ``flip=True``) on the
+        (bytes or [0, 1] floats) — preprocessed batch by batch (mirrored first with ``flip=True``) on the
         CLIP branch's device. Compute them once, then pass them as ``clip_embeds`` to ``forward``."""
         device = next(self.clip.parameters()).device
         out = []
@@ -410,11 +416,15 @@ class HybridViTCLIP(nn.Module):
 
 
 def hybrid_step(label_key: str = "label"):
-    """A ``step_fn`` for ``lab_utils.training.fit``: dict batches with ``pixel_values_vit``,
-    ``pixel_values_clip`` or ``clip_embeds``, and ``label``; cross-entropy loss."""
+    """A ``step_fn`` for ``lab_utils.training.fit``: dict batches with ``label`` and the
+    inputs: ``image`` (stored images, preprocessed here for the ViT branch, on the batch's
+    device) or ``pixel_values_vit``; ``clip_embeds`` (cached) or ``pixel_values_clip``.
+    Cross-entropy loss."""
     def step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        logits = model(batch.get("pixel_values_vit"), batch.get("pixel_values_clip"),
-                       clip_embeds=batch.get("clip_embeds"))
+        pixel_values_vit = batch.get("pixel_values_vit")
+        if "image" in batch and getattr(model, "vit", None) is not None:
+            pixel_values_vit = model.preprocess_vit(batch["image"])                    # (B, 3, S, S)
+        logits = model(pixel_values_vit, batch.get("pixel_values_clip"), clip_embeds=batch.get("clip_embeds"))
         loss = F.cross_entropy(logits.float(), batch[label_key])
         return {"loss": loss, "logits": logits.detach(), "labels": batch[label_key]}
     return step
@@ -424,27 +434,28 @@ class CachedHybridDataset(torch.utils.data.Dataset):
     """Training items for ``HybridViTCLIP`` with the frozen CLIP branch already applied.
 
     Args:
-        pixel_values_vit: ``(N, 3, S, S)`` the ViT branch's preprocessed inputs.
+        images: ``(N, 3, h, w)`` the images as stored (bytes or [0, 1] floats, any size):
+            ``hybrid_step`` preprocesses each batch for the ViT branch on the device.
         clip_embeds: ``(N, D)`` CLIP embeddings of the same images (``encode_clip``).
         labels: ``(N,)`` class indices.
         clip_embeds_flipped: ``(N, D)`` CLIP embeddings of the mirrored images; with
-            ``flip=True`` each item is mirrored with probability 1/2 — the ViT pixels
-            flipped on the fly and the matching cached CLIP embedding picked — so the
-            augmentation stays consistent across the two branches.
+            ``flip=True`` each item is mirrored with probability 1/2 — the image flipped on
+            the fly and the matching cached CLIP embedding picked — so the augmentation
+            stays consistent across the two branches.
 
-    Items: ``{"pixel_values_vit", "clip_embeds", "label"}`` (for ``hybrid_step``).
+    Items: ``{"image", "clip_embeds", "label"}`` (for ``hybrid_step``).
     """
 
-    def __init__(self, pixel_values_vit: torch.Tensor, clip_embeds: torch.Tensor, labels: torch.Tensor,
+    def __init__(self, images: torch.Tensor, clip_embeds: torch.Tensor, labels: torch.Tensor,
                  clip_embeds_flipped: torch.Tensor | None = None, flip: bool = False):
         n = len(labels)
-        for name, t in (("pixel_values_vit", pixel_values_vit), ("clip_embeds", clip_embeds),
+        for name, t in (("images", images), ("clip_embeds", clip_embeds),
                         ("clip_embeds_flipped", clip_embeds_flipped)):
             if t is not None and len(t) != n:
                 raise ValueError(f"{name} has {len(t)} rows for {n} labels")
         if flip and clip_embeds_flipped is None:
             raise ValueError("flip=True needs clip_embeds_flipped (the embeddings of the mirrored images)")
-        self.pv, self.emb, self.emb_flip = pixel_values_vit, clip_embeds, clip_embeds_flipped
+        self.images, self.emb, self.emb_flip = images, clip_embeds, clip_embeds_flipped
         self.labels, self.flip = torch.as_tensor(labels), flip
 
     def __len__(self) -> int:
@@ -452,5 +463,5 @@ class CachedHybridDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         flip = self.flip and torch.rand(()) < 0.5
-        return {"pixel_values_vit": self.pv[i].flip(-1) if flip else self.pv[i],
+        return {"image": self.images[i].flip(-1) if flip else self.images[i],
                 "clip_embeds": self.emb_flip[i] if flip else self.emb[i], "label": self.labels[i]}
