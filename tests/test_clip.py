@@ -193,8 +193,11 @@ def tokenizer_dir(tmp_path_factory):
     return path
 
 
-def test_tiny_clip_text_tower_through_full_profile(tmp_path, tokenizer_dir):
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel, CLIPTextModelWithProjection
+@pytest.fixture
+def tiny_clip(tmp_path, tokenizer_dir):
+    """A save_pretrained folder of a tiny CLIPModel (1 layer, width 32, 512-d projections)
+    with the BERT tokenizer of the packaged MiniLM (vocabulary 30,522, [SEP] = 102)."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
     torch.manual_seed(0)
     cfg = CLIPConfig(text_config=dict(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -204,15 +207,21 @@ def test_tiny_clip_text_tower_through_full_profile(tmp_path, tokenizer_dir):
                      projection_dim=512)
     CLIPModel(cfg).save_pretrained(tmp_path / "tiny-clip")
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "tiny-clip")
-    enc = CLIPTextEncoder(tmp_path / "tiny-clip", profile="full")
+    return tmp_path / "tiny-clip"
+
+
+def test_tiny_clip_text_tower_through_full_profile(tiny_clip):
+    from transformers import CLIPTextModelWithProjection
+
+    enc = CLIPTextEncoder(tiny_clip, profile="full")
     assert enc.kind == "clip" and enc.projection is None and enc.max_length == 40
     assert all(not p.requires_grad for p in enc.parameters())          # seed 003: text side all frozen
     tokens = enc.tokenize(["a happy face", "a sad face"])
-    ref = CLIPTextModelWithProjection.from_pretrained(tmp_path / "tiny-clip").eval()
+    ref = CLIPTextModelWithProjection.from_pretrained(tiny_clip).eval()
     with torch.no_grad():
         want = F.normalize(ref(**tokens).text_embeds, dim=-1)
     assert torch.allclose(enc(**tokens), want, atol=1e-5)
-    model = create_clip_model(text_model_name=str(tmp_path / "tiny-clip"), image_backbone="resnet18",
+    model = create_clip_model(text_model_name=str(tiny_clip), image_backbone="resnet18",
                               pretrained=False, profile="full")
     assert model.parameter_summary().loc["total", "frozen"] == sum(p.numel() for p in ref.parameters())
 
@@ -274,22 +283,12 @@ def test_image_encoder_checkpoint_round_trip_and_mismatch(tmp_path, capsys):
     assert not frozen.training and all(not p.requires_grad for p in frozen.parameters())
 
 
-def test_projection_heads_demo_with_a_frozen_clip_text_tower(tmp_path, tokenizer_dir):
+def test_projection_heads_demo_with_a_frozen_clip_text_tower(tiny_clip):
     """The CLIP text tower has no trainable projection: the demo trains the image head
     against an identity text head, and hands both heads back on the CPU."""
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
-
     from lab_utils.models.clip import image_features, train_projection_heads
 
-    torch.manual_seed(0)
-    cfg = CLIPConfig(text_config=dict(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, max_position_embeddings=40, eos_token_id=102),
-                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, image_size=32, patch_size=16),
-                     projection_dim=512)
-    CLIPModel(cfg).save_pretrained(tmp_path / "tiny-clip")
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "tiny-clip")
-    model = create_clip_model(text_model_name=str(tmp_path / "tiny-clip"), image_backbone="resnet18",
+    model = create_clip_model(text_model_name=str(tiny_clip), image_backbone="resnet18",
                               pretrained=False, profile="full")
     assert model.text_encoder.projection is None
     images = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8)
