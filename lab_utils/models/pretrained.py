@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -24,6 +25,25 @@ from ..config import get_profile
 
 class PretrainedUnavailable(RuntimeError):
     """Pretrained weights that cannot be loaded here; the message says what to do."""
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """While loading: no "Loading weights" progress bars and no load report. Loading one
+    tower of a CLIP checkpoint (``CLIPTextModelWithProjection``,
+    ``CLIPVisionModelWithProjection``) otherwise prints every weight of the other tower as
+    "UNEXPECTED", which is expected and only alarms a student. Errors still raise."""
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def is_local_dir(name_or_path: str | os.PathLike) -> bool:
@@ -75,10 +95,16 @@ def quick_vit_config(**overrides: Any):
     return ViTConfig(**settings)
 
 
+def _from_pretrained(model_cls: Any, name: str, **kwargs: Any) -> Any:
+    with quiet_transformers():
+        return model_cls.from_pretrained(name, **kwargs)
+
+
 def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_config: Any = None,
                     what: str = "model", profile: str | None = None, verbose: bool = True,
                     **kwargs: Any) -> Any:
-    """Load ``model_cls.from_pretrained(name_or_path)`` following the profile rules above.
+    """Load ``model_cls.from_pretrained(name_or_path)`` following the profile rules above,
+    quietly (``quiet_transformers``: no progress bars, no load report).
 
     Args:
         model_cls: a transformers class (``ViTModel``, ``CLIPModel``, ``AutoTokenizer`` …).
@@ -90,7 +116,7 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
     name = str(name_or_path)
     if is_local_dir(name):
         try:
-            return model_cls.from_pretrained(name, **kwargs)
+            return _from_pretrained(model_cls, name, **kwargs)
         except (OSError, ValueError, KeyError) as err:
             raise PretrainedUnavailable(
                 f"{what}: could not load {getattr(model_cls, '__name__', model_cls)} from the local "
@@ -107,7 +133,7 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
                   f"({describe_config(quick_config)}, random init) instead of {name}.")
         return model_cls(quick_config)
     try:  # the local cache first: works offline once a model was downloaded
-        return model_cls.from_pretrained(name, local_files_only=True, **kwargs)
+        return _from_pretrained(model_cls, name, local_files_only=True, **kwargs)
     except (OSError, ValueError):
         pass
     how = (f"On Colab or any machine with internet, unset HF_HUB_OFFLINE and run again; or "
@@ -121,7 +147,7 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
         raise PretrainedUnavailable(f"{what}: {name} is not cached and the Hugging Face hub "
                                     f"cannot be reached from this machine. {how}")
     try:
-        return model_cls.from_pretrained(name, **kwargs)
+        return _from_pretrained(model_cls, name, **kwargs)
     except OSError as err:
         raise PretrainedUnavailable(f"{what}: downloading {name} failed ({err}). {how}") from None
 
