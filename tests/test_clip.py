@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lab_utils.metrics import recall_at_k
-from lab_utils.models.clip import (CLIP, RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder, TextEmbeddingCache,
+from lab_utils.models.clip import (RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder, TextEmbeddingCache,
                                    create_clip_model, encode_captions, load_clip_image_encoder,
                                    save_clip_image_encoder, zero_shot_classifier)
 from lab_utils.models.pretrained import PretrainedUnavailable

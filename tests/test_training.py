@@ -1,5 +1,4 @@
 """The shared training loop and checkpoints (lab_utils.training)."""
-import os
 
 import pandas as pd
 import pytest

@@ -32,7 +32,6 @@ import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .pretrained import count_parameters, load_pretrained, quick_vit_config

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
