@@ -6,9 +6,10 @@
 * ``setup_notebook(name)`` — the first code cell of every notebook: picks the profile,
   pins threads, seeds everything and prints one line saying what was chosen and why.
 * ``load_config(path)`` — reads a YAML file and validates it against the schema of its
-  family (``configs/<family>.yml``; see ``lab_utils.config_schemas``). In the quick
-  profile ``configs/<family>.quick.yml`` is merged on top: it changes sizes, never the
-  meaning of a key.
+  family (``model``, ``clip``, …; see ``lab_utils.config_schemas``), taken from
+  ``family=``, the file name, or the file's own keys (so a copy such as
+  ``configs/my_run.yml`` works). In the quick profile ``<family>.quick.yml`` is merged on
+  top: it changes sizes, never the meaning of a key.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import yaml
 from . import paths
 
 PROFILES = ("quick", "full")
+_PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"   # the lab's own configs/
 QUICK_THREADS = 2  # 1 and 2 threads sum in different orders: pin it so every machine agrees
 
 
@@ -238,32 +240,93 @@ def validate(data: Mapping, schema: Mapping, source: str = "config", prefix: str
     return out
 
 
+def _top_level_fit(data: Mapping, schema: Mapping) -> bool:
+    """``data``'s top-level keys are all in ``schema``, and it has every key the schema
+    requires (a section, or a field without a default)."""
+    from .config_schemas import Field
+
+    required = {k for k, spec in schema.items() if not (isinstance(spec, Field) and spec.has_default)}
+    return set(data) <= set(schema) and required <= set(data)
+
+
+def config_family(data: Mapping, source: str = "config") -> str:
+    """The config family whose schema fits ``data``, judged by its keys (not a file name).
+
+    A family fits when the top-level keys are its keys and every key it requires is there;
+    when several fit, the one(s) the whole file validates against. Raises ``ConfigError``
+    when none fits (naming the closest family and its first complaint) or when the file is
+    truly ambiguous (naming the families that fit)."""
+    from .config_schemas import SCHEMAS
+
+    fits = [name for name, schema in SCHEMAS.items() if _top_level_fit(data, schema)]
+    if len(fits) > 1:
+        valid = []
+        for name in fits:
+            try:
+                validate(data, SCHEMAS[name], source)
+                valid.append(name)
+            except ConfigError:
+                pass
+        fits = valid or fits
+    if len(fits) == 1:
+        return fits[0]
+    how = ("Pass the family explicitly: load_config(path, family=...), e.g. family='model' "
+           "for a copy of configs/model.yml.")
+    if fits:
+        raise ConfigError(f"{source}: its keys fit several config families ({', '.join(fits)}); "
+                          f"the lab cannot tell which experiment it describes. {how}")
+    overlap = {name: len(set(data) & set(schema)) for name, schema in SCHEMAS.items()}
+    closest = max(overlap, key=overlap.get)
+    if not overlap[closest]:
+        raise ConfigError(f"{source}: its top-level keys ({', '.join(map(str, data)) or 'none'}) "
+                          f"belong to no config family (known: {', '.join(sorted(SCHEMAS))}). "
+                          f"Start from a copy of one of the lab's configs/*.yml. {how}")
+    try:
+        validate(data, SCHEMAS[closest], source)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (The file was read as a {closest!r} config, the family its "
+                          f"keys are closest to. {how})") from None
+    raise AssertionError("unreachable: a config that validates fits its family")
+
+
 def load_config(path: str | os.PathLike, profile: str | None = None,
-                schema: Mapping | None = None) -> Config:
+                schema: Mapping | None = None, family: str | None = None) -> Config:
     """Load and validate a YAML config; returns a ``Config`` (dict with attribute access).
 
-    The schema comes from the file's family: ``configs/model.yml`` → ``SCHEMAS["model"]``.
-    In the quick profile, ``<family>.quick.yml`` next to it (if present) is merged on top,
-    validated with the same schema.
+    The schema is ``schema`` when given, else that of ``family`` (``"model"``, ``"clip"``,
+    … see ``lab_utils.config_schemas.SCHEMAS``), else the family named by the file
+    (``configs/model.yml`` → ``"model"``), else the family whose keys the file has
+    (``config_family``): a copy such as ``configs/my_run.yml`` loads like the file it was
+    copied from.
+
+    In the quick profile the family's size overrides are merged on top, validated with the
+    same schema: ``<name>.quick.yml`` next to the file if there is one, else
+    ``<family>.quick.yml`` next to it, else the lab's ``configs/<family>.quick.yml``.
     """
     from .config_schemas import SCHEMAS
 
     path = Path(path)
-    family = path.name.split(".")[0]
-    if schema is None:
-        if family not in SCHEMAS:
-            raise ConfigError(f"{path}: no schema for config family {family!r}. Known "
-                              f"families: {', '.join(sorted(SCHEMAS))} (the file name "
-                              "before the first dot picks it).")
-        schema = SCHEMAS[family]
+    stem = path.name.split(".")[0]
     profile = profile or get_profile()
     if profile not in PROFILES:
         raise ConfigError(f"profile={profile!r} is not a profile. Allowed: {', '.join(PROFILES)}.")
     data = _read_yaml(path)
+    if schema is None:
+        if family is None:
+            family = stem if stem in SCHEMAS else config_family(data, str(path))
+        elif family not in SCHEMAS:
+            raise ConfigError(f"family={family!r} is not a config family. Known families: "
+                              f"{', '.join(sorted(SCHEMAS))}.")
+        schema = SCHEMAS[family]
     validate(data, schema, str(path))
-    override = path.with_name(f"{family}.quick.yml")
-    if profile == "quick" and override != path and override.is_file():
-        extra = _read_yaml(override)
-        validate(extra, schema, str(override), partial=True)
-        data = _merge(data, extra)
+    if profile == "quick" and not path.name.endswith(".quick.yml"):
+        candidates = [path.with_name(f"{stem}.quick.yml")]
+        if family is not None:
+            candidates += [folder / f"{family}.quick.yml" for folder in
+                           (path.parent, paths.configs_dir(), _PACKAGED_CONFIGS)]
+        override = next((c for c in candidates if c.is_file()), None)
+        if override is not None:
+            extra = _read_yaml(override)
+            validate(extra, schema, str(override), partial=True)
+            data = _merge(data, extra)
     return validate(data, schema, str(path))

@@ -4,8 +4,15 @@ import textwrap
 import pytest
 import torch
 
-from lab_utils.config import ConfigError, get_profile, load_config, seed_everything, setup_notebook, validate
+from pathlib import Path
+
+import yaml
+
+from lab_utils.config import (ConfigError, config_family, get_profile, load_config, seed_everything,
+                              setup_notebook, validate)
 from lab_utils.config_schemas import Field
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"   # the repo's (LAB_ROOT points to a temp dir)
 
 SCHEMA = {
     "model": {"name": Field(str), "depth": Field(int, low=1)},
@@ -111,8 +118,48 @@ def test_invalid_yaml_gives_line_number(tmp_path):
 
 
 def test_unknown_family_lists_known(tmp_path):
-    with pytest.raises(ConfigError, match=r"no schema for config family 'mystery'.*Known families: .*model"):
+    with pytest.raises(ConfigError, match=r"top-level keys \(a\) belong to no config family "
+                                          r"\(known: .*model.*\).*family="):
         load_config(write(tmp_path, "mystery.yml", "a: 1"))
+
+
+@pytest.mark.parametrize("family", ["model", "clip", "fer", "fusion", "vit_patching"])
+def test_a_copy_of_a_config_loads_by_its_keys(tmp_path, family):
+    """configs/my_run.yml, a copy of configs/<family>.yml, loads as that family, in both
+    profiles, with the family's quick overrides merged in the quick profile."""
+    original = CONFIGS / f"{family}.yml"
+    copy = tmp_path / "my_run.yml"
+    copy.write_text(original.read_text())
+    for profile in ("quick", "full"):
+        assert load_config(copy, profile=profile) == load_config(original, profile=profile)
+    assert config_family(yaml.safe_load(original.read_text())) == family
+
+
+def test_explicit_family_and_unknown_family(tmp_path):
+    copy = tmp_path / "experiment.yml"
+    copy.write_text((CONFIGS / "model.yml").read_text())
+    assert load_config(copy, profile="full", family="model").fusion.method == "concat"
+    with pytest.raises(ConfigError, match=r"family='modle' is not a config family\. Known families: .*model"):
+        load_config(copy, family="modle")
+    with pytest.raises(ConfigError, match=r"unknown key 'vit'. Known keys: model, data, train"):
+        load_config(copy, family="fusion")     # the wrong family: its schema names what does not fit
+
+
+def test_copy_with_a_typo_is_read_as_the_closest_family(tmp_path):
+    body = (CONFIGS / "model.yml").read_text().replace("patience:", "patiense:")
+    with pytest.raises(ConfigError, match=r"unknown key 'patiense'\. Did you mean 'patience'\?.*"
+                                          r"read as a 'model' config"):
+        load_config(write(tmp_path, "mine.yml", body))
+
+
+def test_ambiguous_keys_name_the_families_that_fit(tmp_path, monkeypatch):
+    from lab_utils import config_schemas
+
+    schemas = {"a": {"lr": Field(float)}, "b": {"lr": Field(float, low=0)}}
+    monkeypatch.setattr(config_schemas, "SCHEMAS", schemas)
+    with pytest.raises(ConfigError, match=r"fit several config families \(a, b\).*family="):
+        load_config(write(tmp_path, "run.yml", "lr: 0.1"))
+    assert load_config(tmp_path / "run.yml", family="b").lr == 0.1
 
 
 def test_quick_override_merges_sizes_only(tmp_path):
