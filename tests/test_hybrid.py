@@ -11,8 +11,8 @@ from torch import nn
 
 from lab_utils.config import ConfigError, load_config
 from lab_utils.models.hybrid import (CLIP_SHORT_NAMES, FrozenCLIPBranch, HybridViTCLIP,
-                                     hybrid_step, resolve_clip_name)
-from lab_utils.models.pretrained import quick_vit_config
+                                     hybrid_step, load_clip_branch, resolve_clip_name)
+from lab_utils.models.pretrained import count_parameters, quick_vit_config
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_YML = REPO / "configs" / "model.yml"
@@ -152,11 +152,29 @@ def test_unknown_clip_short_name_lists_known_ones(tmp_path):
         assert short in message
 
 
-@pytest.mark.parametrize("name", ["RN50x64", "RN50", "rn101"])
-def test_resnet_clips_are_refused_clearly(tmp_path, name):
+@pytest.mark.parametrize("name", ["RN50x64", "RN50"])
+def test_resnet_clips_are_accepted_by_the_config(tmp_path, name):
     text = MODEL_YML.read_text().replace("model_name: ViT-B/32", f"model_name: {name}")
-    with pytest.raises(ConfigError, match="transformers has no port"):
+    assert load_config(write_config(tmp_path, text), profile="full").clip.model_name == name
+
+
+@pytest.mark.parametrize("name, hint", [("rn101", "did you mean RN101"), ("RN51", "RN50, RN101")])
+def test_unknown_resnet_clips_are_refused_clearly(tmp_path, name, hint):
+    text = MODEL_YML.read_text().replace("model_name: ViT-B/32", f"model_name: {name}")
+    with pytest.raises(ConfigError, match=rf"unknown ResNet CLIP '{name}'.*{hint}"):
         load_config(write_config(tmp_path, text), profile="full")
+
+
+def test_notebook_02_checkpoints_are_clip_names(tmp_path):
+    """clip.model_name may name a notebook 02 checkpoint, relative to the lab's folder; a
+    missing one named like notebook 02's is accepted (trained when loaded), others refused."""
+    saved = save_lab_clip_encoder(24, 32)                      # under LAB_ROOT=tmp_path/checkpoints
+    assert resolve_clip_name(f"checkpoints/{saved.name}") == str(saved)
+    assert resolve_clip_name(str(saved)) == str(saved)
+    assert resolve_clip_name("checkpoints/02_clip_image_encoder_vit.safetensors") == str(
+        tmp_path / "checkpoints" / "02_clip_image_encoder_vit.safetensors")
+    with pytest.raises(ValueError, match=r"no CLIP image encoder checkpoint at 'mine\.safetensors'.*run notebook 02"):
+        resolve_clip_name("mine.safetensors")
 
 
 def test_clip_names_map_to_hub_ids_and_accept_ids_and_folders(tmp_path):
@@ -397,6 +415,32 @@ def test_from_config_quick_uses_notebook_02s_encoder(capsys):
     model.train()
     assert not model.clip.encoder.training  # batch-norm statistics stay as trained
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_notebook_03_reuses_the_vit_recipes_encoder(tmp_path, profile):
+    """The ViT + BERT recipe's image encoder (saved by notebook 02 beside the ResNet one) is a
+    CLIP branch too, in either profile, when clip.model_name names its checkpoint."""
+    from lab_utils.models.clip import ViTImageEncoder, encoder_checkpoint_path, save_clip_image_encoder
+
+    torch.manual_seed(3)
+    encoder = ViTImageEncoder(embed_dim=24, image_size=32, profile="quick").eval()
+    path = save_clip_image_encoder(encoder, encoder_checkpoint_path("vit", main=False))
+    assert path.name == "02_clip_image_encoder_vit.safetensors"
+    text = MODEL_YML.read_text().replace("model_name: ViT-B/32", f"model_name: checkpoints/{path.name}")
+    cfg = load_config(write_config(tmp_path, text), profile=profile)
+    model = HybridViTCLIP.from_config(cfg, NUM_CLASSES, fusion="concat", profile=profile,
+                                      vit_overrides={"hidden_size": 32, "num_hidden_layers": 1},
+                                      verbose=False).eval() if profile == "quick" else None
+    branch = model.clip if model is not None else load_clip_branch(cfg.clip.model_name, profile=profile, verbose=False)
+    assert branch.kind == "lab" and branch.embed_dim == 24 and branch.image_size == 32
+    assert branch.mean == (0.5, 0.5, 0.5) and branch.std == (0.5, 0.5, 0.5)
+    x = images(batch=3, size=48)
+    with torch.no_grad():
+        torch.testing.assert_close(branch(branch.preprocess(x)), encoder(x), atol=1e-5, rtol=1e-4)
+    assert count_parameters(branch)["trainable"] == 0
+    if model is not None:
+        assert model(*model.preprocess(x)).shape == (3, NUM_CLASSES)
 
 
 def test_clip_checkpoint_of_another_architecture_is_refused_and_kept(tmp_path):

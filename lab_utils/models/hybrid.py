@@ -5,9 +5,13 @@ Two image encoders look at the same face:
 * the **ViT branch** — a ``transformers.ViTModel``; its final [CLS] vector ``(B, H)`` is
   the image feature, and the whole branch is trained (fine-tuned);
 * the **CLIP branch** — a *frozen* CLIP image encoder whose L2-normalised global
-  embedding ``(B, D)`` is the feature. Full profile: the vision tower of
-  ``openai/clip-vit-base-patch32`` with its projection (``CLIPVisionModelWithProjection``);
-  quick profile: the image encoder trained in notebook 02 (``checkpoints/``).
+  embedding ``(B, D)`` is the feature. Full profile, a ViT CLIP (``ViT-B/32``, a hub id
+  or a local folder): its vision tower with its projection (transformers'
+  ``CLIPVisionModelWithProjection``; ``openai/clip-vit-base-patch32`` by default). Full
+  profile, one of OpenAI's ResNet CLIPs (``RN50``, ``RN101``, ``RN50x4``, ``RN50x16``,
+  ``RN50x64``: no transformers port): the image tower of open_clip's model with OpenAI's
+  weights (``open_clip_branch``; needs ``pip install open_clip_torch``). Quick profile:
+  the image encoder trained in notebook 02 (``checkpoints/``), whatever the name.
 
 and a fusion module combines the two before one classifier:
 
@@ -32,7 +36,9 @@ model never needs the whole data set at 224 px in host memory.
 from __future__ import annotations
 
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
@@ -41,7 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clip import to_pixels
-from .pretrained import count_parameters, is_local_dir, load_pretrained, quick_vit_config
+from .pretrained import (PretrainedUnavailable, _hub_reachable, _offline, count_parameters,
+                         is_local_dir, load_pretrained, quick_vit_config)
 
 # --------------------------------------------------------------------------- CLIP names
 #: OpenAI's short names (the ``clip`` package's ``clip.load`` names) → Hugging Face ids.
@@ -51,7 +58,8 @@ CLIP_SHORT_NAMES: dict[str, str] = {
     "ViT-L/14": "openai/clip-vit-large-patch14",
     "ViT-L/14@336px": "openai/clip-vit-large-patch14-336",
 }
-#: OpenAI's ResNet CLIPs: real models, but transformers has no port of them.
+#: OpenAI's ResNet CLIPs: transformers has no port of them, so they load through open_clip
+#: (``open_clip_branch``), whose model names are the same.
 CLIP_RESNET_NAMES = ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64")
 
 #: How each branch normalises its input (transformers' ViT and CLIP image processors).
@@ -64,36 +72,75 @@ FUSION_METHODS = ("concat", "attention")     # the config's fusion.method
 BASELINES = ("vit_only", "clip_only")       # single-branch models for comparisons
 
 
-def resolve_clip_name(name: str) -> str:
-    """Map a CLIP name to what ``from_pretrained`` takes.
+def is_open_clip_name(name: str) -> bool:
+    """True for the CLIPs the lab loads through open_clip: OpenAI's ResNet CLIPs
+    (``CLIP_RESNET_NAMES``, spelled as OpenAI does: ``RN50x64``, not ``rn50x64``)."""
+    return str(name).strip() in CLIP_RESNET_NAMES
 
-    ``"ViT-B/32"`` → ``"openai/clip-vit-base-patch32"`` (see ``CLIP_SHORT_NAMES``); a hub id
+
+def lab_checkpoint_file(name: str) -> Path | None:
+    """A ``*.safetensors`` name → the notebook 02 checkpoint it means: relative to the lab's
+    root when it exists there (``checkpoints/02_clip_image_encoder_vit.safetensors`` works from
+    ``notebooks/`` too), else the path as given. A missing file named like notebook 02's
+    (``02_clip_image_encoder*.safetensors``) is returned as well: it is trained when first
+    loaded. ``None`` when ``name`` is no checkpoint name."""
+    from ..paths import repo_root
+
+    if not str(name).endswith(".safetensors"):
+        return None
+    given = Path(str(name)).expanduser()
+    for path in (repo_root() / given, given):      # configs name paths from the lab's folder
+        if path.is_file():
+            return path
+    if given.name.startswith("02_clip_image_encoder"):
+        return given if given.is_absolute() else repo_root() / given
+    return None
+
+
+def resolve_clip_name(name: str) -> str:
+    """Map a CLIP name to what the loader takes.
+
+    ``"ViT-B/32"`` → ``"openai/clip-vit-base-patch32"`` (see ``CLIP_SHORT_NAMES``: for
+    ``from_pretrained``); OpenAI's ResNet CLIPs (``"RN50"`` …, ``CLIP_RESNET_NAMES``) are
+    returned unchanged (open_clip's model names: ``is_open_clip_name``); a hub id
     (``owner/name``) or an existing local directory is returned unchanged.
 
     Raises:
-        ValueError: OpenAI's ResNet CLIPs (``RN50x64`` …: no transformers port), an unknown
-            short name (the message lists the known ones), or anything else unusable.
+        ValueError: an unknown ResNet CLIP name (``RN51``, ``rn50x3``; the message lists the
+            known ones), an unknown short name (likewise), or anything else unusable.
     """
     name = str(name).strip()
     known = ", ".join(CLIP_SHORT_NAMES)
+    resnets = ", ".join(CLIP_RESNET_NAMES)
     if name in CLIP_SHORT_NAMES:
         return CLIP_SHORT_NAMES[name]
+    if is_open_clip_name(name):
+        return name
     if is_local_dir(name):
         return name
-    if name in CLIP_RESNET_NAMES or re.match(r"^RN\d", name, flags=re.IGNORECASE):
-        raise ValueError(
-            f"{name} is one of OpenAI's ResNet CLIPs ({', '.join(CLIP_RESNET_NAMES)}), and "
-            f"transformers has no port of them, so the lab cannot load it. Use a ViT CLIP "
-            f"({known}) or a local folder saved with CLIPVisionModelWithProjection.save_pretrained.")
+    if name.endswith(".safetensors"):
+        checkpoint = lab_checkpoint_file(name)
+        if checkpoint is None:
+            raise ValueError(f"no CLIP image encoder checkpoint at {name!r} (tried it as given and "
+                             "from the lab's folder). Notebook 02 saves checkpoints/02_clip_image_encoder"
+                             ".safetensors (its main model) and checkpoints/02_clip_image_encoder_<backbone>"
+                             ".safetensors (the compared one): give one of those, or run notebook 02.")
+        return str(checkpoint)
+    if re.match(r"^RN\d", name, flags=re.IGNORECASE):
+        spelled = {n.lower(): n for n in CLIP_RESNET_NAMES}.get(name.lower())
+        hint = f" Names are case-sensitive: did you mean {spelled}?" if spelled else ""
+        raise ValueError(f"unknown ResNet CLIP {name!r}.{hint} OpenAI's ResNet CLIPs (loaded through "
+                         f"open_clip): {resnets}; ViT CLIPs: {known} (or a hub id, or a local folder).")
     if name.startswith(("ViT-", "vit-")):
-        raise ValueError(f"unknown CLIP short name {name!r}. Known short names: {known} "
-                         "(or give a hub id such as openai/clip-vit-base-patch32, or a local folder).")
+        raise ValueError(f"unknown CLIP short name {name!r}. Known short names: {known}, and "
+                         f"OpenAI's ResNet CLIPs {resnets} (or give a hub id such as "
+                         "openai/clip-vit-base-patch32, or a local folder).")
     parts = name.split("/")
     if len(parts) == 2 and all(parts) and " " not in name:
         return name  # a hub id: owner/name
-    raise ValueError(f"{name!r} is neither a known CLIP short name ({known}), a hub id "
-                     "(owner/name, e.g. openai/clip-vit-base-patch32), nor an existing local "
-                     "directory. Fix clip.model_name in the config.")
+    raise ValueError(f"{name!r} is neither a known CLIP short name ({known}; ResNet CLIPs: "
+                     f"{resnets}), a hub id (owner/name, e.g. openai/clip-vit-base-patch32), nor "
+                     "an existing local directory. Fix clip.model_name in the config.")
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -113,17 +160,21 @@ def preprocess(images: torch.Tensor, size: int, mean: tuple, std: tuple) -> torc
 class FrozenCLIPBranch(nn.Module):
     """A frozen CLIP image encoder → L2-normalised embeddings ``(B, embed_dim)``.
 
-    Wraps either a ``CLIPVisionModelWithProjection`` (``kind="hf"``: its ``image_embeds``)
-    or the lab's ``CLIPImageEncoder`` from notebook 02 (``kind="lab"``). Every parameter has
-    ``requires_grad=False`` and the encoder stays in eval mode even inside a model that is
-    being trained (so batch-norm statistics and dropout never change it).
+    Wraps a ``CLIPVisionModelWithProjection`` (``kind="hf"``: its ``image_embeds``), the
+    image tower ``model.visual`` of an open_clip model (``kind="open_clip"``: OpenAI's
+    ResNet CLIPs; its output is the image embedding), or the lab's ``CLIPImageEncoder`` from
+    notebook 02 (``kind="lab"``). Every parameter has ``requires_grad=False`` and the
+    encoder stays in eval mode even inside a model that is being trained (so batch-norm
+    statistics and dropout never change it).
     """
+
+    KINDS = ("hf", "open_clip", "lab")
 
     def __init__(self, encoder: nn.Module, kind: str, embed_dim: int, image_size: int,
                  mean: tuple = CLIP_MEAN, std: tuple = CLIP_STD, source: str = ""):
         super().__init__()
-        if kind not in ("hf", "lab"):
-            raise ValueError(f"kind must be 'hf' or 'lab', got {kind!r}")
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, self.KINDS))}, got {kind!r}")
         self.encoder, self.kind, self.embed_dim = encoder, kind, int(embed_dim)
         self.image_size, self.mean, self.std, self.source = int(image_size), tuple(mean), tuple(std), source
         for p in self.encoder.parameters():
@@ -144,8 +195,10 @@ class FrozenCLIPBranch(nn.Module):
         """``(B, 3, S, S)`` preprocessed pixels → ``(B, embed_dim)`` unit-length embeddings."""
         if self.kind == "hf":
             out = self.encoder(pixel_values=pixel_values).image_embeds
-        else:  # notebook 02's encoder normalises inside; here the pixels already are
-            out = self.encoder.projection(self.encoder.backbone(pixel_values))
+        elif self.kind == "open_clip":  # model.visual: pixels → image embedding
+            out = self.encoder(pixel_values)
+        else:  # notebook 02's encoder (either recipe) normalises inside; here the pixels already are
+            out = self.encoder.embed_normalized(pixel_values)
         return F.normalize(out.float(), dim=-1)
 
     @classmethod
@@ -155,9 +208,30 @@ class FrozenCLIPBranch(nn.Module):
         return cls(model, "hf", cfg.projection_dim, cfg.image_size, source=source)
 
     @classmethod
+    def from_open_clip(cls, model: nn.Module, source: str = "") -> "FrozenCLIPBranch":
+        """From an open_clip CLIP model (``open_clip.create_model("RN50", ...)``): its image
+        tower ``model.visual`` (``(B, 3, S, S)`` → ``(B, visual.output_dim)``, e.g. RN50 and
+        RN50x64 1024, RN101 512), with the model's own preprocessing: input size
+        ``visual.image_size`` (RN50 224, RN50x4 288, RN50x16 384, RN50x64 448 px) and the
+        mean/std of its preprocess config (OpenAI's statistics for OpenAI's weights). The
+        text tower is not kept."""
+        import open_clip
+
+        visual = model.visual
+        size = visual.image_size
+        if isinstance(size, (tuple, list)):
+            if len(set(size)) != 1:
+                raise ValueError(f"the CLIP branch resizes to squares; this open_clip model takes {tuple(size)} images")
+            size = size[0]
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        return cls(visual, "open_clip", visual.output_dim, size, tuple(cfg.get("mean", CLIP_MEAN)),
+                   tuple(cfg.get("std", CLIP_STD)), source=source)
+
+    @classmethod
     def from_lab(cls, encoder: nn.Module, source: str = "") -> "FrozenCLIPBranch":
-        """From notebook 02's ``CLIPImageEncoder`` (a ResNet + projection head that was
-        trained on ImageNet-normalised pixels at ``encoder.image_size``)."""
+        """From an image encoder trained in notebook 02: ``CLIPImageEncoder`` (a ResNet +
+        projection head, trained on ImageNet-normalised pixels) or ``ViTImageEncoder`` (a
+        ViT + Linear + LayerNorm, pixels scaled to [-1, 1]), at ``encoder.image_size``."""
         mean = tuple(encoder.mean.flatten().tolist())
         std = tuple(encoder.std.flatten().tolist())
         return cls(encoder, "lab", encoder.embed_dim, int(getattr(encoder, "image_size", 32)),
@@ -168,6 +242,11 @@ def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool 
                      **clip_kwargs: Any) -> FrozenCLIPBranch:
     """The frozen CLIP branch for ``clip.model_name``, following the profile rules.
 
+    * full profile + one of OpenAI's ResNet CLIPs (``RN50`` …) → open_clip's model with
+      OpenAI's weights (``open_clip_branch``; offline, not cached, or open_clip missing:
+      ``PretrainedUnavailable`` with instructions);
+    * a notebook 02 checkpoint (``checkpoints/02_clip_image_encoder_vit.safetensors`` …,
+      either recipe) → that image encoder (any profile; trained briefly when missing);
     * a local directory → ``CLIPVisionModelWithProjection.from_pretrained`` (any profile);
     * full profile + short name / hub id → the pretrained vision tower with projection
       (offline: ``PretrainedUnavailable`` with instructions);
@@ -179,18 +258,111 @@ def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool 
 
     profile = profile or get_profile()
     target = resolve_clip_name(model_name)
+    if profile == "full" and is_open_clip_name(target):
+        return open_clip_branch(target)
+    from .clip import load_clip_image_encoder
+
+    checkpoint = lab_checkpoint_file(target)
+    if checkpoint is not None:                                # notebook 02's, any profile
+        encoder = load_clip_image_encoder(checkpoint, freeze=True, verbose=verbose, **clip_kwargs)
+        return FrozenCLIPBranch.from_lab(encoder, source=f"notebook 02 ({checkpoint.name})")
     if is_local_dir(target) or profile == "full":
         from transformers import CLIPVisionModelWithProjection
 
         model = load_pretrained(CLIPVisionModelWithProjection, target, what="CLIP branch",
                                 profile=profile)              # quietly: no report of the text tower left out
         return FrozenCLIPBranch.from_hf(model, source=str(target))
-    from .clip import load_clip_image_encoder
-
     encoder = load_clip_image_encoder(freeze=True, verbose=verbose, **clip_kwargs)
     if verbose:
         print(f"Quick profile: the CLIP branch is notebook 02's image encoder instead of {target}.")
     return FrozenCLIPBranch.from_lab(encoder, source="notebook 02")
+
+
+def open_clip_branch(name: str, pretrained: str | None = "openai",
+                     image_size: int | None = None) -> FrozenCLIPBranch:
+    """One of OpenAI's ResNet CLIPs, built by open_clip, as a frozen branch
+    (``FrozenCLIPBranch.from_open_clip``: ``(B, 3, S, S)`` → ``(B, D)`` unit-length embeddings).
+
+    Args:
+        name: ``"RN50"``, ``"RN101"``, ``"RN50x4"``, ``"RN50x16"`` or ``"RN50x64"``
+            (``CLIP_RESNET_NAMES``; open_clip's model names too).
+        pretrained: open_clip's weight tag, ``"openai"`` for OpenAI's weights: taken from the
+            local Hugging Face cache when there, downloaded otherwise (open_clip keeps them on
+            the hub as ``timm/resnet50_clip.openai`` …). ``None``: open_clip's random init,
+            which downloads nothing (tests, offline demos).
+        image_size: random init only: another input size in pixels, a multiple of 32
+            (default the model's own). Pretrained weights fix the size: their attention
+            pool has one position per 32-px cell of it.
+
+    Raises:
+        ValueError: a name that is not one of OpenAI's ResNet CLIPs, or ``image_size``
+            with pretrained weights.
+        PretrainedUnavailable: open_clip is not installed, or the weights are not cached and
+            cannot be downloaded here (HF_HUB_OFFLINE=1, no network: within seconds; or the
+            download failed); the message says what to do.
+    """
+    if not is_open_clip_name(name):
+        raise ValueError(f"{name!r} is not one of OpenAI's ResNet CLIPs ({', '.join(CLIP_RESNET_NAMES)}); "
+                         "ViT CLIPs load through transformers: load_clip_branch(name).")
+    if image_size is not None and pretrained is not None:
+        raise ValueError(f"image_size={image_size} needs pretrained=None: {name}'s {pretrained} "
+                         "weights only fit its own input size.")
+    try:
+        import open_clip
+    except ImportError:
+        raise PretrainedUnavailable(
+            f"CLIP branch: {name} is loaded through open_clip, which is not installed. Run "
+            "`pip install open_clip_torch` (it is in requirements.txt), or set clip.model_name: "
+            "ViT-B/32 in configs/model.yml.") from None
+    if pretrained is None:
+        model = open_clip.create_model(name, pretrained=None, force_quick_gelu=True,
+                                       force_image_size=image_size)
+        return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {name} (random init)")
+    model = _open_clip_pretrained(open_clip, name, pretrained)
+    return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {name} ({pretrained})")
+
+
+def _open_clip_pretrained(open_clip: Any, name: str, tag: str) -> nn.Module:
+    """open_clip's ``name`` with the weights of ``tag``: from the local Hugging Face cache
+    (no network), else downloaded; what ``load_pretrained`` does for transformers models."""
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        raise PretrainedUnavailable(f"CLIP branch: open_clip has no {tag!r} weights for {name}; its "
+                                    f"tags: {', '.join(open_clip.list_pretrained_tags_by_model(name))}.")
+    # OpenAI trained its CLIPs with QuickGELU (open_clip's plain "RN50" config uses GELU).
+    quick_gelu = bool(cfg.get("quick_gelu", False))
+    cached = _cached_open_clip_weights(cfg)
+    if cached:  # the file itself, so open_clip does not ask the hub; the tag's mean/std
+        return open_clip.create_model(name, pretrained=cached, force_quick_gelu=quick_gelu,
+                                      force_preprocess_cfg=cfg)
+    where = cfg.get("hf_hub") or cfg.get("url")
+    how = ("On Colab or any machine with internet, unset HF_HUB_OFFLINE and run again (the "
+           "weights are cached after the first download); or set clip.model_name: ViT-B/32 in "
+           "configs/model.yml; or use LAB_PROFILE=quick (notebook 02's encoder, no download).")
+    blocked = ("HF_HUB_OFFLINE=1 forbids downloading" if _offline() else
+               "the Hugging Face hub cannot be reached from this machine" if not _hub_reachable() else None)
+    if blocked:  # fail in seconds, not after open_clip's download retries
+        raise PretrainedUnavailable(f"CLIP branch: {name} ({tag} weights, {where}) is not in the local "
+                                    f"Hugging Face cache, and {blocked}. {how}")
+    try:
+        return open_clip.create_model(name, pretrained=tag, force_quick_gelu=quick_gelu)
+    except (RuntimeError, OSError) as err:
+        raise PretrainedUnavailable(f"CLIP branch: downloading {name}'s {tag} weights ({where}) "
+                                    f"failed ({err}). {how}") from None
+
+
+def _cached_open_clip_weights(cfg: Mapping) -> str | None:
+    """The local Hugging Face cache's copy of an open_clip weight file (``cfg["hf_hub"]``:
+    ``owner/repo/`` + a file name, or open_clip's default names), or ``None``; no network."""
+    from huggingface_hub import try_to_load_from_cache
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    repo, filename = os.path.split(cfg.get("hf_hub") or "")
+    for candidate in [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]:
+        path = try_to_load_from_cache(repo, candidate) if repo else None
+        if isinstance(path, str):
+            return path
+    return None
 
 
 # --------------------------------------------------------------------------- the model
