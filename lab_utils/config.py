@@ -201,6 +201,13 @@ def _merge(base: dict, override: Mapping) -> dict:
     return out
 
 
+def _optional(schema: Mapping) -> bool:
+    """A section that may be left out: every key in it (and in its sections) has a default."""
+    from .config_schemas import Field
+
+    return all(spec.has_default if isinstance(spec, Field) else _optional(spec) for spec in schema.values())
+
+
 def validate(data: Mapping, schema: Mapping, source: str = "config", prefix: str = "",
              partial: bool = False) -> Config:
     """Check ``data`` against ``schema`` (see ``lab_utils.config_schemas``) and coerce values.
@@ -234,6 +241,8 @@ def validate(data: Mapping, schema: Mapping, source: str = "config", prefix: str
                 continue
             if isinstance(spec, Field) and spec.has_default:
                 out[key] = spec.default
+            elif not isinstance(spec, Field) and _optional(spec):   # a section of defaults only
+                out[key] = validate({}, spec, source, f"{prefix}{key}.")
             else:
                 raise ConfigError(f"{source}: missing key {prefix}{key!r}; add it "
                                   f"(see the comments in the lab's configs/ files).")
@@ -245,7 +254,8 @@ def _top_level_fit(data: Mapping, schema: Mapping) -> bool:
     requires (a section, or a field without a default)."""
     from .config_schemas import Field
 
-    required = {k for k, spec in schema.items() if not (isinstance(spec, Field) and spec.has_default)}
+    required = {k for k, spec in schema.items()
+                if not (spec.has_default if isinstance(spec, Field) else _optional(spec))}
     return set(data) <= set(schema) and required <= set(data)
 
 

