@@ -15,7 +15,7 @@ from .core import (grouped_bars, image_grid, plot_confusion_matrix, plot_history
 _LAZY: dict[str, str] = {
     "plot_similarity_matrix": "clip", "plot_clip_training": "clip", "plot_recall_bars": "clip", "plot_text_to_image": "clip", "plot_image_to_text": "clip", "plot_collapse_demo": "clip",
     "plot_patch_grid": "vit", "plot_patch_sequence": "vit", "plot_position_similarity": "vit",
-    "plot_cls_attention": "vit",
+    "plot_cls_attention": "vit", "patch_token_pca": "vit", "plot_task_readouts": "vit",
     "plot_sample_grid": "data", "plot_class_balance": "data", "plot_thermal_profile": "data",
     "plot_lr_schedule": "fer", "plot_per_class_f1": "fer", "plot_misclassified": "fer", "calibration_table": "fer", "plot_reliability": "fer", "plot_confusion_grid": "fer", "plot_modality_weights": "fer", "plot_checkpointing": "fer",
     "plot_branch_inputs": "hybrid", "plot_results": "hybrid", "plot_tsne": "hybrid", "plot_branch_attention": "hybrid",

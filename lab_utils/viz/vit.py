@@ -1,5 +1,5 @@
 """Plots of notebook 01 (ViT patching): patch grids, the token sequence, learned position
-embeddings and [CLS] attention maps. Each function returns its ``Figure`` and saves it as
+embeddings, [CLS] attention maps, and what task heads read from the backbone. Each function returns its ``Figure`` and saves it as
 ``outputs/<notebook>/<name>.png`` (pass ``name=None`` to skip saving, e.g. in a widget).
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from ..models.vit import attention_rollout, patchify
 from .core import _to_image, save_figure
 
-__all__ = ["plot_patch_grid", "plot_patch_sequence", "plot_position_similarity", "plot_cls_attention"]
+__all__ = ["plot_patch_grid", "plot_patch_sequence", "plot_position_similarity", "plot_cls_attention",
+           "patch_token_pca", "plot_task_readouts"]
 
 
 def _maybe_save(fig: plt.Figure, name: str | None) -> None:
@@ -170,5 +171,90 @@ def plot_cls_attention(image: torch.Tensor, attentions: Sequence[torch.Tensor], 
     fig.suptitle(f"{title} (heads: layer {layer_no} of {len(atts)})")
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02,
                  label=f"attention × N (N = {n}; 1 = uniform)")
+    _maybe_save(fig, name)
+    return fig
+
+
+def patch_token_pca(token_grid: torch.Tensor, n_components: int = 3) -> np.ndarray:
+    """Patch tokens on their grid → their first ``n_components`` principal components, each
+    scaled to [0, 1]: a ``(gh, gw, n_components)`` array (with 3, an RGB image).
+
+    Each component's sign is fixed so that its largest value (in absolute terms) is positive,
+    which makes the colours the same from run to run for the same tokens.
+
+    Args:
+        token_grid: ``(gh, gw, D)`` patch tokens (``last_hidden_state[0, 1:].reshape(gh, gw, D)``).
+    """
+    gh, gw, d = token_grid.shape
+    k = int(n_components)
+    if k > min(gh * gw, d):
+        raise ValueError(f"{k} components need at least {k} tokens and {k} dimensions, got {gh * gw}×{d}")
+    x = token_grid.detach().double().cpu().reshape(gh * gw, d)
+    x = x - x.mean(dim=0, keepdim=True)
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    proj = u[:, :k] * s[:k]                                           # [N, k] PCA scores
+    flip = torch.sign(proj.gather(0, proj.abs().argmax(dim=0, keepdim=True)))
+    proj = proj * torch.where(flip == 0, torch.ones_like(flip), flip)
+    lo, hi = proj.min(dim=0).values, proj.max(dim=0).values
+    proj = (proj - lo) / (hi - lo).clamp_min(1e-12)
+    return proj.reshape(gh, gw, k).float().numpy()
+
+
+def plot_task_readouts(image: torch.Tensor, last_hidden_state: torch.Tensor, grid_size: Sequence[int],
+                       title: str = "One ViT backbone, two kinds of readout",
+                       name: str | None = "task_readouts") -> plt.Figure:
+    """What task heads read from one ViT output: the input with its patch grid; the patch
+    tokens reshaped to their ``gh × gw × D`` grid and drawn as the first 3 principal components
+    (RGB) — what a detection or segmentation head reads; and the ``[CLS]`` token and the mean
+    patch token as ``D``-long strips — what a classification head reads.
+
+    Args:
+        image: ``(C, H, W)`` in [0, 1], the input the tokens come from.
+        last_hidden_state: ``(1+N, D)`` or ``(1, 1+N, D)``, ``[CLS]`` first.
+        grid_size: ``(gh, gw)`` patch grid, ``gh·gw = N``.
+    """
+    gh, gw = int(grid_size[0]), int(grid_size[1])
+    hs = last_hidden_state.detach().float().cpu()
+    hs = hs[0] if hs.dim() == 3 else hs                                 # [1+N, D]
+    if hs.shape[0] != gh * gw + 1:
+        raise ValueError(f"last_hidden_state has {hs.shape[0]} tokens, [CLS] + grid {gh}×{gw} needs {gh * gw + 1}")
+    d = hs.shape[1]
+    cls, grid = hs[0], hs[1:].reshape(gh, gw, d)                        # [D], [gh, gw, D]
+    rgb = patch_token_pca(grid)
+    centred = hs[1:] - hs[1:].mean(dim=0)
+    var = torch.linalg.svdvals(centred.double()) ** 2
+    share = float(var[:3].sum() / var.sum().clamp_min(1e-12))
+    img = _to_image(image.detach().cpu().clamp(0, 1))
+    H, W = img.shape[:2]
+
+    fig = plt.figure(figsize=(9.0, 6.2))
+    gs = fig.add_gridspec(2, 2, height_ratios=[4, 1.1], hspace=0.55, wspace=0.15)
+    ax = fig.add_subplot(gs[0, 0])
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    for i in range(1, gh):
+        ax.axhline(i * H / gh, color="white", lw=0.4, alpha=0.6)
+    for j in range(1, gw):
+        ax.axvline(j * W / gw, color="white", lw=0.4, alpha=0.6)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"input: {H}×{W} px → {gh}×{gw} patches", fontsize=10)
+    ax = fig.add_subplot(gs[0, 1])
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"what a detection / segmentation head reads:\npatch tokens as a {gh}×{gw}×{d} grid",
+                 fontsize=10)
+    ax.set_xlabel(f"colour = first 3 PCA components of the {gh * gw} tokens\n"
+                  f"({share:.0%} of their variance)", fontsize=8)
+    ax = fig.add_subplot(gs[1, :])
+    strips = torch.stack([cls, grid.reshape(-1, d).mean(dim=0)]).numpy()   # [2, D]
+    vmax = float(np.abs(strips).max()) or 1.0
+    im = ax.imshow(strips, aspect="auto", cmap="coolwarm", vmin=-vmax, vmax=vmax, interpolation="nearest")
+    ax.set_yticks([0, 1], ["[CLS]", "mean patch"])
+    ax.set_xlabel(f"dimension (D = {d})")
+    ax.set_title("what a classification head reads: one D-vector per image "
+                 "([CLS], or the mean of the patch tokens)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="value")
+    fig.suptitle(title)
     _maybe_save(fig, name)
     return fig
