@@ -173,13 +173,21 @@ class EarlyStopping:
 
 
 # --------------------------------------------------------------------------- fit
-def _seed_epoch(seed: int, epoch: int) -> None:
+def _seed_epoch(seed: int, epoch: int, loader: Any = None) -> None:
     """Each epoch starts from its own seed, so shuffling and dropout of epoch e are the
-    same whether or not the run was interrupted and resumed before it."""
+    same whether or not the run was interrupted and resumed before it, and whatever ran
+    before ``fit``. That includes a ``torch.Generator`` the loader shuffles with
+    (``DataLoader(..., generator=g)`` or a sampler's ``generator``): it is reseeded too,
+    otherwise its state would carry over from earlier runs that shared it."""
     s = seed * 1000 + epoch
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
+    generators = {id(g): g for g in (getattr(loader, "generator", None),
+                                     getattr(getattr(loader, "sampler", None), "generator", None))
+                  if isinstance(g, torch.Generator)}
+    for g in generators.values():
+        g.manual_seed(s)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScaler | None" = None,
@@ -271,7 +279,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
 
     stopped_epoch = None
     for epoch in range(start_epoch, epochs):
-        _seed_epoch(seed, epoch)
+        _seed_epoch(seed, epoch, train_loader)
         model.train()
         t0, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
         optimizer.zero_grad(set_to_none=True)

@@ -190,3 +190,25 @@ def test_checkpoint_from_other_architecture_is_refused(tmp_path):
     assert path.read_bytes() == before
     with pytest.raises(FileNotFoundError, match="No checkpoint at"):
         load_checkpoint(tmp_path / "missing.safetensors", mlp())
+
+
+def test_a_shared_loader_generator_gives_the_same_run_whatever_ran_before():
+    """A DataLoader that shuffles with its own torch.Generator: fit reseeds it every epoch,
+    so a model trained after another one on the same loader (notebook 03's loop over
+    variants) and a model trained on a fresh loader see the same batches; without that the
+    second run depended on how many epochs the first one took."""
+    data = blobs(96)
+    shared = DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+
+    def run(loader, epochs=3):
+        torch.manual_seed(0)
+        model = mlp()
+        fit(model, loader, epochs=epochs, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            progress=False, verbose=False)
+        return model
+
+    run(shared, epochs=5)                                   # a first variant advances the generator
+    after = run(shared)
+    fresh = run(DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(123)))
+    for p, q in zip(after.parameters(), fresh.parameters()):
+        assert torch.equal(p, q)
