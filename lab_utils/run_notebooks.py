@@ -16,8 +16,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
@@ -45,6 +47,40 @@ def _kernel_pid(client: NotebookClient) -> int | None:
     return getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
 
 
+REPLY_POLL_SECONDS = 0.5
+
+
+def sliced_wait(get_msg, step: float = REPLY_POLL_SECONDS):
+    """Wrap a channel's ``get_msg(timeout=…)`` so that one long wait becomes a loop of waits of
+    at most ``step`` seconds up to the same deadline (``Empty`` only once it has passed)."""
+    async def wait(timeout: float | None = None, **kwargs: object):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = step if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await ensure_async(get_msg(timeout=min(step, left), **kwargs))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+    return wait
+
+
+class SlicedReplyClient(NotebookClient):
+    """A ``NotebookClient`` that waits for each cell's reply in short slices.
+
+    nbclient waits for a cell's ``execute_reply`` with one poll of the shell channel that
+    lasts the whole cell timeout. After a cell that opens ipywidgets comms, that poll
+    sometimes does not wake when the reply arrives and returns only when the timeout runs
+    out (jupyter/nbclient#312; seen here as exactly 60 s, 300 s or 900 s of an idle kernel).
+    With ``sliced_wait`` each new short poll sees a reply that is already there, so such a
+    stall lasts at most one slice."""
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        kc.shell_channel.get_msg = sliced_wait(kc.shell_channel.get_msg)
+        return kc
+
+
 WIDGET_CELL_TIMEOUT = 60
 """Seconds allowed to a cell that builds ipywidgets. Under load, nbclient sometimes gets such a
 cell's reply only when the cell's timeout runs out, and then carries on as if nothing
@@ -68,7 +104,7 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
         if stale.exists():
             stale.unlink()  # only this run's numbers (and reported outcome checks) count
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+    client = SlicedReplyClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             timeout_func=lambda cell: _cell_timeout(cell, timeout),
                             resources={"metadata": {"path": str(path.parent)}})
     peak: dict[str, float | None] = {"mb": None}

@@ -3,6 +3,7 @@ import json
 import re
 
 import nbformat
+import pytest
 
 from lab_utils.run_notebooks import main
 
@@ -32,3 +33,37 @@ def test_runner_reports_failure_and_runs_the_rest(tmp_path, monkeypatch, capsys)
     assert executed.cells[0].outputs[0]["text"].startswith("Profile: quick")
     # the source notebooks are untouched without --inplace
     assert nbformat.read(good, as_version=4).cells[0].outputs == []
+
+
+def test_sliced_wait_sees_a_reply_a_long_poll_would_miss():
+    """A poll that misses the reply's wake-up returns only at its timeout (nbclient#312);
+    sliced into short polls, the wait ends within one slice of the reply's arrival, and it
+    still raises Empty at the original deadline when no reply comes."""
+    import asyncio
+    import time
+    from queue import Empty
+
+    from lab_utils.run_notebooks import sliced_wait
+
+    arrives = time.monotonic() + 0.3
+
+    async def missing_poll(timeout=None):          # a reply that arrives mid-poll is not seen
+        start = time.monotonic()
+        if start >= arrives:
+            return {"msg": "execute_reply"}
+        await asyncio.sleep(timeout)
+        raise Empty
+
+    t = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(missing_poll(timeout=1.5))      # the plain wait: the whole timeout, nothing
+    assert time.monotonic() - t >= 1.5
+    t = time.monotonic()
+    arrives = t + 0.3
+    assert asyncio.run(sliced_wait(missing_poll, step=0.1)(timeout=1.5)) == {"msg": "execute_reply"}
+    assert 0.3 <= time.monotonic() - t < 0.6
+    arrives = float("inf")
+    t = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(sliced_wait(missing_poll, step=0.1)(timeout=0.5))
+    assert 0.5 <= time.monotonic() - t < 1.0
