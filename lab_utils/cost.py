@@ -13,19 +13,25 @@ How the number is made::
             model / strategy / seed, + validation, test and frozen-feature passes)
           = FLOPs  →  minutes = FLOPs / (GPU peak × MFU) / 60
 
-Models are random-init configs of the same architectures (``ViTConfig()`` = ViT-B/16,
-torchvision ``resnet50(weights=None)``, ``CLIPVisionConfig()`` / ``CLIPTextConfig()`` =
-CLIP ViT-B/32), built with ``torch.device("meta")`` through the lab's own classes. Passes
+Models are random-init configs of the same architectures, read from the configs' model
+names (``ViTConfig()`` = ViT-B/16, torchvision ``resnet50(weights=None)``,
+``CLIPVisionConfig()`` / ``CLIPTextConfig()`` = CLIP ViT-B/32, ``DistilBertConfig()``,
+open_clip's ``RN50`` … for OpenAI's ResNet CLIPs), built with ``torch.device("meta")``
+through the lab's own classes: notebook 02 counts both of ``configs/clip.yml``'s models
+(``clip_settings``), notebook 03 the CLIP branch ``clip.model_name`` names. Passes
 over a handful of images (a figure's 8 faces) are left out; the optimizer update (a few
 FLOPs per weight) is too. Early stopping is counted at its upper bound: every epoch runs.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
@@ -168,54 +174,276 @@ def small_vit_net(image_size: int, patch_size: int, hidden_size: int, layers: in
 
 @lru_cache(maxsize=None)
 def clip_image_net(backbone: str, image_size: int, embed_dim: int) -> Net:
-    """Notebook 02's image encoder: a torchvision ResNet (``weights=None``) + projection head."""
+    """Notebook 02's ResNet image encoder: a torchvision ResNet (``weights=None``) + projection head."""
     from .models.clip import CLIPImageEncoder
 
     return Net(f"{backbone} {image_size} px", lambda: CLIPImageEncoder(backbone, embed_dim, pretrained=False),
                lambda b: (_images(b, image_size),))
 
 
+#: ViT sizes by the word in a model's name: (hidden, layers, heads), MLP 4 × hidden; CLIP's
+#: ViT towers have the same sizes (their projection: base 512, large 768).
+VIT_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16),
+             "huge": (1280, 32, 16)}
+
+
+def _vit_shape(model_name: str, patch: int, image_size: int = 224) -> dict[str, Any]:
+    """Size, patch and resolution read from a ViT's hub name (``google/vit-large-patch16-224``,
+    ``openai/clip-vit-large-patch14-336``); what the name leaves out: ViT-B, ``patch``, 224 px."""
+    name = str(model_name).lower()
+    hidden, layers, heads = VIT_SIZES[next((s for s in VIT_SIZES if s in name), "base")]
+    found_patch, found_size = re.search(r"patch(\d+)", name), re.search(r"-(\d{3})(?:-|$)", name)
+    return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                intermediate_size=4 * hidden, patch_size=int(found_patch.group(1)) if found_patch else patch,
+                image_size=int(found_size.group(1)) if found_size else image_size)
+
+
+def vit_config_for(model_name: str):
+    """The ``ViTConfig`` of a ``ViTModel`` hub id or local folder, without a download: a local
+    folder's own ``config.json``; a hub id's size from its name (``_vit_shape``:
+    ``google/vit-base-patch16-224-in21k`` → ``ViTConfig()`` = ViT-B/16 at 224 px)."""
+    from transformers import ViTConfig
+
+    from .models.pretrained import is_local_dir
+
+    if is_local_dir(model_name):
+        return ViTConfig.from_pretrained(str(model_name))
+    return ViTConfig(**_vit_shape(model_name, patch=16))
+
+
+def clip_vision_config_for(model_name: str):
+    """The ``CLIPVisionConfig`` of a CLIP hub id or local folder, without a download
+    (``openai/clip-vit-base-patch32`` → ``CLIPVisionConfig()``; ``…-large-patch14-336`` →
+    ViT-L/14 at 336 px with a 768-d projection)."""
+    from transformers import CLIPVisionConfig
+
+    from .models.pretrained import is_local_dir
+
+    if is_local_dir(model_name):
+        return CLIPVisionConfig.from_pretrained(str(model_name))
+    shape = _vit_shape(model_name, patch=32)
+    return CLIPVisionConfig(**shape, projection_dim=768 if shape["hidden_size"] > 768 else 512)
+
+
 @lru_cache(maxsize=None)
-def text_tower_net(profile: str, tokens: int = CAPTION_TOKENS) -> Net:
-    """The frozen text transformer of notebook 02: CLIP ViT-B/32's text tower (full) or
-    all-MiniLM-L6-v2's BERT (quick), on ``tokens`` tokens per caption."""
+def vit_image_net(vit_model_name: str | None, image_size: int, embed_dim: int) -> Net:
+    """Notebook 02's ``ViTImageEncoder`` (the ViT + BERT recipe) at ``image_size``: the ViT of
+    ``vit_model_name`` (``vit_config_for``), or the lab's small ViT (``quick_vit_config``)
+    when ``None`` — what the encoder builds without pretrained weights."""
+    from .models.clip import ViTImageEncoder
+    from .models.pretrained import quick_vit_config
+
+    config = quick_vit_config(image_size=image_size) if vit_model_name is None else vit_config_for(vit_model_name)
+    name = "small ViT" if vit_model_name is None else f"ViT {vit_model_name}"
+    return Net(f"{name} {image_size} px", lambda: ViTImageEncoder(
+        embed_dim=embed_dim, image_size=image_size, pretrained=False, profile="quick", vit_config=config),
+        lambda b: (_images(b, image_size),))
+
+
+def clip_encoder_net(settings: Mapping[str, Any], profile: str) -> Net:
+    """The image encoder ``create_clip_model(**settings)`` trains (``settings``: one model of
+    ``lab_utils.models.clip.clip_settings``): a ResNet (``clip_image_net``) or a ViT
+    (``vit_image_net``: the hub ViT when pretrained, else the lab's small ViT)."""
+    size, dim = int(settings["image_size"]), int(settings["embed_dim"])
+    if settings["image_backbone"] != "vit":
+        return clip_image_net(settings["image_backbone"], size, dim)
+    from .models.clip import DEFAULT_VIT
+
+    pretrained = settings.get("pretrained")
+    pretrained = profile == "full" if pretrained is None else pretrained
+    return vit_image_net((settings.get("vit_model_name") or DEFAULT_VIT) if pretrained else None, size, dim)
+
+
+TEXT_TOWERS = ("clip", "clip-large", "minilm", "distilbert", "bert")
+"""The frozen text transformers ``text_tower_net`` counts: CLIP ViT-B's text tower (512 wide,
+12 layers), CLIP ViT-L's (768 wide), all-MiniLM-L6-v2's BERT (384 wide, 6 layers), DistilBERT
+(768 wide, 6 layers), BERT-base (768 wide, 12 layers)."""
+
+
+def text_tower_kind(model_name: str) -> str:
+    """Which of ``TEXT_TOWERS`` a notebook 02 ``text.model_name`` loads: the packaged MiniLM
+    and ``*MiniLM*`` ids → ``"minilm"``; CLIP ids → ``"clip"`` (``"clip-large"`` for ViT-L);
+    DistilBERT ids → ``"distilbert"``; a local folder by its ``config.json``; any other
+    BERT-like id → ``"bert"`` (BERT-base's size)."""
+    from .models.clip import _MINILM_ALIASES
+    from .models.pretrained import is_local_dir
+
+    name = str(model_name)
+    if name in _MINILM_ALIASES:
+        return "minilm"
+    if is_local_dir(name):
+        try:
+            cfg = json.loads((Path(name).expanduser() / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        kind, text = cfg.get("model_type", ""), cfg.get("text_config") or cfg
+        if kind.startswith("clip"):
+            return "clip-large" if text.get("hidden_size", 512) > 512 else "clip"
+        if kind == "distilbert":
+            return "distilbert"
+        return "minilm" if cfg.get("hidden_size") == 384 else "bert"
+    lower = name.lower()
+    if "clip" in lower:
+        return "clip-large" if "large" in lower else "clip"
+    return "minilm" if "minilm" in lower else "distilbert" if "distilbert" in lower else "bert"
+
+
+@lru_cache(maxsize=None)
+def text_tower_net(kind: str, tokens: int = CAPTION_TOKENS) -> Net:
+    """A frozen text transformer of notebook 02 (``kind``: one of ``TEXT_TOWERS``, see
+    ``text_tower_kind``), on ``tokens`` tokens per caption."""
+    if kind not in TEXT_TOWERS:
+        raise ValueError(f"unknown text tower {kind!r}. Allowed: {', '.join(TEXT_TOWERS)} "
+                         "(text_tower_kind(text.model_name) gives the one a config loads).")
+
     def build():
-        if profile == "full":
-            from transformers import CLIPTextConfig, CLIPTextModel
-            return CLIPTextModel(CLIPTextConfig())
-        from transformers import BertConfig, BertModel
-        return BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                    intermediate_size=1536), add_pooling_layer=False)
-    return Net(f"text tower ({profile})", build, lambda b: (torch.zeros(b, tokens, dtype=torch.long),))
+        import transformers as T
+
+        if kind.startswith("clip"):
+            wide = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12) if kind == "clip-large" else {}
+            return T.CLIPTextModel(T.CLIPTextConfig(**wide))
+        if kind == "distilbert":
+            return T.DistilBertModel(T.DistilBertConfig())
+        small = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+        return T.BertModel(T.BertConfig(**(small if kind == "minilm" else {})), add_pooling_layer=False)
+    return Net(f"text tower ({kind})", build, lambda b: (torch.zeros(b, tokens, dtype=torch.long),))
 
 
-@lru_cache(maxsize=None)
-def clip_branch_net(profile: str, image_size: int) -> Net:
-    """Notebook 03's frozen CLIP branch: CLIP ViT-B/32's vision tower + projection (full) or
-    notebook 02's ResNet18 encoder (quick)."""
+def text_features_key(settings: Mapping[str, Any]) -> tuple[str, str]:
+    """``(text model, pooling)`` of one model's frozen caption features, as
+    ``TextEmbeddingCache.serves`` compares them at run time (aliases of the packaged MiniLM
+    made one name, ``pooling="auto"`` resolved): two models with the same key share one cache."""
+    from .models.clip import _MINILM_ALIASES, PACKAGED_MINILM, _auto_pooling
+    from .models.pretrained import is_local_dir
+
+    name, pooling = str(settings["text_model_name"]), settings.get("pooling") or "auto"
+    if name in _MINILM_ALIASES:
+        name = PACKAGED_MINILM
+    if text_tower_kind(name).startswith("clip"):
+        return name, "eos"                     # a CLIP text tower pools its end-of-text token
+    if pooling == "auto":
+        local = Path(name).expanduser() if is_local_dir(name) else None
+        pooling = _auto_pooling(local, "all-MiniLM-L6-v2" if name == PACKAGED_MINILM else name)
+    return name, pooling
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip logs "No pretrained weights loaded … initialized randomly" for every random-init
+    model; here random init is the point, so the line is kept out of the estimate's output."""
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _lab_branch(make: Callable[[], nn.Module], image_size: int, embed_dim: int,
+                source: str) -> Callable[[], nn.Module]:
+    """``build()`` of a frozen branch around one of notebook 02's encoders (``make()``)."""
     from .models.hybrid import FrozenCLIPBranch
 
-    def build():
-        if profile == "full":
-            from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-            return FrozenCLIPBranch.from_hf(CLIPVisionModelWithProjection(CLIPVisionConfig()))
-        from .models.clip import CLIPImageEncoder
-        return FrozenCLIPBranch(CLIPImageEncoder("resnet18", 512, pretrained=False), "lab", 512, image_size)
-    return Net(f"CLIP branch ({profile})", build, lambda b: (_images(b, image_size),))
+    return lambda: FrozenCLIPBranch(make(), "lab", embed_dim, image_size, source=source)
+
+
+def _recipe_branch(profile: str, checkpoint: Path | None = None) -> Callable[[], nn.Module]:
+    """The encoder notebook 02 trains in ``profile`` and saves at ``checkpoint`` (its main or
+    compare model, ``_recipe_saved_at``; ``None``: the main model, the default checkpoint)."""
+    from .config import load_config
+    from .models.clip import _recipe_saved_at, clip_config_path, clip_settings
+
+    cfg = load_config(clip_config_path(), profile=profile)
+    which = _recipe_saved_at(checkpoint, cfg) if checkpoint is not None else "main"
+    settings = clip_settings(cfg, which)
+    return _lab_branch(clip_encoder_net(settings, profile).build, int(settings["image_size"]),
+                       int(settings["embed_dim"]), f"notebook 02's {which} model")
+
+
+def _checkpoint_branch(checkpoint: Path, profile: str) -> Callable[[], nn.Module]:
+    """A notebook 02 checkpoint: the encoder its state records (backbone, embed_dim,
+    image_size, a ViT's whole config); before notebook 02 has written it, the recipe that
+    notebook 02 saves there in ``profile`` (``_recipe_branch``)."""
+    from .models.clip import ViTImageEncoder, _read_checkpoint_state
+
+    if not checkpoint.is_file():
+        return _recipe_branch(profile, checkpoint)
+    state = _read_checkpoint_state(checkpoint)
+    size, dim = int(state.get("image_size", 32)), int(state["embed_dim"])
+    if state["backbone"] == "vit":
+        make = lambda: ViTImageEncoder(embed_dim=dim, image_size=size, pretrained=False,  # noqa: E731
+                                       profile="quick", vit_config=state["vit_config"])
+    else:
+        make = clip_image_net(state["backbone"], size, dim).build
+    return _lab_branch(make, size, dim, checkpoint.name)
 
 
 @lru_cache(maxsize=None)
-def hybrid_net(profile: str, fusion: str, image_size: int) -> Net:
-    """Notebook 03's ``HybridViTCLIP`` on (ViT pixels, cached CLIP embeddings)."""
+def clip_branch_spec(profile: str, model_name: str = "ViT-B/32") -> tuple[Callable[[], nn.Module], int, int]:
+    """Notebook 03's frozen CLIP branch for ``clip.model_name``, as ``load_clip_branch`` picks
+    it: ``(build, image_size, embed_dim)``, ``build()`` giving a random-init ``FrozenCLIPBranch``.
+
+    * a notebook 02 checkpoint (``checkpoints/02_clip_image_encoder_vit.safetensors``), any
+      profile → the lab's encoder recorded in the file (``_checkpoint_branch``);
+    * full profile, one of OpenAI's ResNet CLIPs (``RN50`` … ``RN50x64``) → open_clip's image
+      tower (``open_clip.create_model(name)``, random init, on the current default device: the
+      meta device when counting), at its own input size (RN50x64: 448 px);
+    * full profile, a ViT CLIP short name, hub id or folder → ``CLIPVisionModelWithProjection``
+      of that size (``clip_vision_config_for``: ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px);
+    * quick profile, any other name → notebook 02's main image encoder (``configs/clip.yml``'s
+      main recipe in the quick profile: a ResNet18 at 32 px).
+
+    Raises ``ValueError`` for a name ``resolve_clip_name`` refuses (the message lists the known ones)."""
+    from .models.hybrid import FrozenCLIPBranch, is_open_clip_name, lab_checkpoint_file, resolve_clip_name
+
+    target = resolve_clip_name(model_name)
+    checkpoint = lab_checkpoint_file(target)
+    if checkpoint is not None:
+        build = _checkpoint_branch(checkpoint, profile)
+    elif profile == "full" and is_open_clip_name(target):
+        def build():
+            import open_clip
+
+            with _quiet_open_clip():
+                model = open_clip.create_model(target, pretrained=None, force_quick_gelu=True,
+                                               device=torch.get_default_device())
+            return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {target} (random init)")
+    elif profile == "full":
+        config = clip_vision_config_for(target)
+
+        def build():
+            from transformers import CLIPVisionModelWithProjection
+
+            return FrozenCLIPBranch.from_hf(CLIPVisionModelWithProjection(config), source=target)
+    else:
+        build = _recipe_branch(profile)
+    with torch.device("meta"):
+        branch = build()
+    return build, int(branch.image_size), int(branch.embed_dim)
+
+
+@lru_cache(maxsize=None)
+def clip_branch_net(profile: str, model_name: str = "ViT-B/32") -> Net:
+    """Notebook 03's frozen CLIP branch (``clip_branch_spec``) on images at its own input size."""
+    build, size, _ = clip_branch_spec(profile, model_name)
+    return Net(f"CLIP branch {model_name} ({profile}, {size} px)", build, lambda b: (_images(b, size),))
+
+
+@lru_cache(maxsize=None)
+def hybrid_net(profile: str, fusion: str, image_size: int, clip_name: str = "ViT-B/32") -> Net:
+    """Notebook 03's ``HybridViTCLIP`` on (ViT pixels, cached CLIP embeddings of the branch
+    ``clip_name`` names: their width is its ``embed_dim``, e.g. 512 for ViT-B/32, 1024 for RN50)."""
     from transformers import ViTModel
 
     from .models.hybrid import HybridViTCLIP
 
-    embed = 512
+    build_clip, _, embed = clip_branch_spec(profile, clip_name)
 
     def build():
         vit = ViTModel(vit_config(profile), add_pooling_layer=False) if fusion != "clip_only" else None
-        clip = clip_branch_net(profile, 224).build() if fusion != "vit_only" else None
+        clip = build_clip() if fusion != "vit_only" else None
         return HybridViTCLIP(vit, clip, 7, fusion=fusion)
     return Net(f"hybrid {fusion}", build, lambda b: {
         "pixel_values_vit": _images(b, image_size) if fusion != "clip_only" else None,
@@ -261,11 +489,34 @@ def plan_01(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
             f"shapes task: {_fmt(n, 'images')} at {M['image_size']} px")
 
 
+def _clip_model_passes(label: str, image: Net, n: Mapping[str, int], epochs: int, batch: int,
+                       evaluations: int, what: str) -> list[Pass]:
+    """One CLIP model's image side in notebook 02: ``epochs`` of ``drop_last`` batches, held-out
+    Recall@1 after every epoch, ``evaluations`` passes over the held-out images (``what``)."""
+    return [Pass(f"{label}train: {epochs} epochs of {n['train'] // batch} full batches", image, "train",
+                 epochs * (n["train"] // batch) * batch),
+            Pass(f"{label}held-out Recall@1 after each epoch", image, "forward", epochs * n["test"]),
+            Pass(f"{label}held-out embeddings: {what}", image, "forward", evaluations * n["test"])]
+
+
+def _text_passes(label: str, text: Net, n: Mapping[str, int]) -> list[Pass]:
+    """A frozen text tower over the captions once: every training caption, the held-out ones."""
+    return [Pass(f"{label}frozen text tower: every training caption once", text, "forward",
+                 n["train"] * n["captions_per_image"]),
+            Pass(f"{label}held-out captions, once", text, "forward", n["test"])]
+
+
 def plan_02(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) -> tuple[list[Pass], str]:
-    """Notebook 02: frozen text tower once per caption, ResNet image encoder trained with
-    ``drop_last`` batches, held-out Recall@1 after every epoch, four evaluation embeddings,
-    frozen features for the loss experiments, and the throughput benchmark (5 steps)."""
-    D, T, I = cfg["data"], cfg["train"], cfg["image"]
+    """Notebook 02: two CLIP models on the same data and budget (``clip_settings(cfg, "main")``
+    and ``"compare"``). The main model: its frozen text tower once per caption, its image
+    encoder trained with ``drop_last`` batches, held-out Recall@1 after every epoch, four
+    evaluation embeddings, frozen features for the loss experiments, the throughput benchmark
+    (5 steps). The compared model: the same training and per-epoch Recall@1, two evaluation
+    embeddings (Recall@K, zero-shot), and its own text pass only when its caption features
+    differ from the main model's (``text_features_key``; else the cache is shared)."""
+    from .models.clip import clip_settings
+
+    D, T = cfg["data"], cfg["train"]
     if sizes is None and profile == "full":      # Flickr8k, split as load_real_caption_data does
         n = FULL_DATA["flickr8k"]["images"]
         test = min(D["num_test"], max(2, n // 5))
@@ -273,37 +524,41 @@ def plan_02(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
                  "captions_per_image": FULL_DATA["flickr8k"]["captions_per_image"]}
     n = dict(sizes or {"train": D["num_train"], "test": D["num_test"],
                        "captions_per_image": D["captions_per_image"]})
-    image, text = clip_image_net(I["backbone"], I["image_size"], cfg["embed_dim"]), text_tower_net(profile)
+    main, compare = clip_settings(cfg, "main"), clip_settings(cfg, "compare")
+    image = clip_encoder_net(main, profile)
     E, B = T["epochs"], T["batch_size"]
-    return ([Pass("frozen text tower: every training caption once", text, "forward",
-                  n["train"] * n["captions_per_image"]),
-             Pass("held-out captions, once", text, "forward", n["test"]),
-             Pass(f"train: {E} epochs of {n['train'] // B} full batches", image, "train",
-                  E * (n["train"] // B) * B),
-             Pass("held-out Recall@1 after each epoch", image, "forward", E * n["test"]),
-             Pass("held-out embeddings: before, after, figures, zero-shot", image, "forward", 4 * n["test"]),
-             Pass("frozen features for the loss experiments", image, "forward", min(1000, n["train"]) + n["test"]),
-             Pass("throughput benchmark", image, "train", 5 * B)],
-            f"{'Flickr8k' if profile == 'full' else 'synthetic captions'}: {n['train']:,} train / {n['test']:,} "
-            f"held-out images × {n['captions_per_image']} captions at {I['image_size']} px")
+    passes = _text_passes("", text_tower_net(text_tower_kind(main["text_model_name"])), n)
+    passes += _clip_model_passes("", image, n, E, B, 4, "before, after, figures, zero-shot")
+    passes += [Pass("frozen features for the loss experiments", image, "forward", min(1000, n["train"]) + n["test"]),
+               Pass("throughput benchmark", image, "train", 5 * B)]
+    label = f"compare ({compare['image_backbone']}): "
+    if text_features_key(compare) != text_features_key(main):
+        passes += _text_passes(label, text_tower_net(text_tower_kind(compare["text_model_name"])), n)
+    passes += _clip_model_passes(label, clip_encoder_net(compare, profile), n, E, B, 2, "Recall@K, zero-shot")
+    sizes_px = f"{main['image_size']} px" + (f" (compare: {compare['image_size']} px)"
+                                             if compare["image_size"] != main["image_size"] else "")
+    return passes, (f"{'Flickr8k' if profile == 'full' else 'synthetic captions'}: {n['train']:,} train / "
+                    f"{n['test']:,} held-out images × {n['captions_per_image']} captions at {sizes_px}")
 
 
 def plan_03(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) -> tuple[list[Pass], str]:
     """Notebook 03: synthetic faces (as its data cell sets them: 2,800 at 32 px quick, 4,200 at
-    224 px full), CLIP embeddings of every face and its mirror once, four variants trained up
-    to ``epochs`` (early stopping may end sooner), validation every epoch, test once."""
+    224 px full), CLIP embeddings of every face and its mirror once (through the branch
+    ``clip.model_name`` names: ``clip_branch_spec``), four variants trained up to ``epochs``
+    (early stopping may end sooner), validation every epoch, test once."""
     faces, size = (2800, 32) if profile == "quick" else (4200, 224)
     keep = 0.8
     n = dict(sizes or split_sizes(faces, (keep * (1 - cfg["val_split"]), keep * cfg["val_split"], 0.2),
                                   cfg["seed"]))
     E = cfg["epochs"]
-    clip = clip_branch_net(profile, 224 if profile == "full" else 32)
+    name = str(cfg["clip"]["model_name"])
+    clip = clip_branch_net(profile, name)
     passes = [Pass("frozen CLIP branch: every face and its mirror, once", clip, "forward", 2 * sum(n.values()))]
     for fusion in ("vit_only", "clip_only", "concat", "attention"):
-        net = hybrid_net(profile, fusion, size)
+        net = hybrid_net(profile, fusion, size, name)
         passes += [Pass(f"{fusion}: up to {E} epochs", net, "train", E * n["train"]),
                    Pass(f"{fusion}: validation each epoch + test", net, "forward", E * n["val"] + n["test"])]
-    passes.append(Pass("t-SNE and attention figures", hybrid_net(profile, "attention", size), "forward", 2 * 600))
+    passes.append(Pass("t-SNE and attention figures", hybrid_net(profile, "attention", size, name), "forward", 2 * 600))
     return passes, f"synthetic faces: {_fmt(n, 'images')} at {size} px"
 
 

