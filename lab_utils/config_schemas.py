@@ -61,8 +61,10 @@ SCHEMAS: dict[str, dict] = {}
 # Seed 000: the hybrid ViT + CLIP experiment (configs/model.yml, notebook 03).
 @dataclass(frozen=True)
 class _CLIPModelName(Field):
-    """A CLIP name: OpenAI short name (``ViT-B/32``), hub id or local directory. Unknown
-    short names and OpenAI's ResNet CLIPs are refused (``lab_utils.models.hybrid``)."""
+    """A CLIP name: OpenAI short name (``ViT-B/32``), OpenAI ResNet CLIP (``RN50`` …, through
+    open_clip), hub id, local directory, or a notebook 02 checkpoint
+    (``checkpoints/02_clip_image_encoder_vit.safetensors``). Unknown short names are refused
+    with the known ones (``lab_utils.models.hybrid.resolve_clip_name``)."""
 
     def coerce(self, value: Any, key: str, source: str) -> Any:
         from .config import ConfigError
@@ -78,7 +80,8 @@ class _CLIPModelName(Field):
 
 SCHEMAS["model"] = {
     "vit": {"model_name": Field(str, doc="hub id or local directory of a ViTModel")},
-    "clip": {"model_name": _CLIPModelName(str, doc="OpenAI short name (ViT-B/32), hub id or local dir")},
+    "clip": {"model_name": _CLIPModelName(str, doc="OpenAI short name (ViT-B/32, RN50 …), hub id, local dir "
+                                                   "or notebook 02 checkpoint")},
     "fusion": {"method": Field(str, choices=("concat", "attention"))},
     "batch_size": Field(int, low=1),
     "learning_rate": Field(float, low=0, low_open=True),

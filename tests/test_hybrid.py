@@ -165,9 +165,10 @@ def test_unknown_resnet_clips_are_refused_clearly(tmp_path, name, hint):
         load_config(write_config(tmp_path, text), profile="full")
 
 
-def test_notebook_02_checkpoints_are_clip_names(tmp_path):
+def test_notebook_02_checkpoints_are_clip_names(tmp_path, monkeypatch):
     """clip.model_name may name a notebook 02 checkpoint, relative to the lab's folder; a
     missing one named like notebook 02's is accepted (trained when loaded), others refused."""
+    monkeypatch.chdir(tmp_path)                                # not the repo's own checkpoints/
     saved = save_lab_clip_encoder(24, 32)                      # under LAB_ROOT=tmp_path/checkpoints
     assert resolve_clip_name(f"checkpoints/{saved.name}") == str(saved)
     assert resolve_clip_name(str(saved)) == str(saved)
