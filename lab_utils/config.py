@@ -26,14 +26,11 @@ import torch
 import yaml
 
 from . import paths
+from .config_schemas import SCHEMAS, ConfigError, Field
 
 PROFILES = ("quick", "full")
 _PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"   # the lab's own configs/
 QUICK_THREADS = 2  # 1 and 2 threads sum in different orders: pin it so every machine agrees
-
-
-class ConfigError(ValueError):
-    """A config file or setting the lab cannot use; the message says what to change."""
 
 
 # --------------------------------------------------------------------------- profiles
@@ -203,8 +200,6 @@ def _merge(base: dict, override: Mapping) -> dict:
 
 def _optional(schema: Mapping) -> bool:
     """A section that may be left out: every key in it (and in its sections) has a default."""
-    from .config_schemas import Field
-
     return all(spec.has_default if isinstance(spec, Field) else _optional(spec) for spec in schema.values())
 
 
@@ -216,8 +211,6 @@ def validate(data: Mapping, schema: Mapping, source: str = "config", prefix: str
     keys and the closest match), a missing key, a wrong type or an invalid choice/range.
     ``partial=True`` allows missing keys (for override files).
     """
-    from .config_schemas import Field
-
     out = Config()
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -252,8 +245,6 @@ def validate(data: Mapping, schema: Mapping, source: str = "config", prefix: str
 def _top_level_fit(data: Mapping, schema: Mapping) -> bool:
     """``data``'s top-level keys are all in ``schema``, and it has every key the schema
     requires (a section, or a field without a default)."""
-    from .config_schemas import Field
-
     required = {k for k, spec in schema.items()
                 if not (spec.has_default if isinstance(spec, Field) else _optional(spec))}
     return set(data) <= set(schema) and required <= set(data)
@@ -266,8 +257,6 @@ def config_family(data: Mapping, source: str = "config") -> str:
     when several fit, the one(s) the whole file validates against. Raises ``ConfigError``
     when none fits (naming the closest family and its first complaint) or when the file is
     truly ambiguous (naming the families that fit)."""
-    from .config_schemas import SCHEMAS
-
     fits = [name for name, schema in SCHEMAS.items() if _top_level_fit(data, schema)]
     if len(fits) > 1:
         valid = []
@@ -313,8 +302,6 @@ def load_config(path: str | os.PathLike, profile: str | None = None,
     same schema: ``<name>.quick.yml`` next to the file if there is one, else
     ``<family>.quick.yml`` next to it, else the lab's ``configs/<family>.quick.yml``.
     """
-    from .config_schemas import SCHEMAS
-
     path = Path(path)
     stem = path.name.split(".")[0]
     profile = profile or get_profile()

@@ -5,13 +5,23 @@ A schema is a dict: a key maps to a ``Field`` (a value) or to a nested dict (a s
 ``type`` is ``int``, ``float``, ``str`` or ``bool``; floats accept YAML strings such as
 ``2e-5`` (PyYAML reads those as strings) and come out as numbers. Each family owner adds
 its own ``SCHEMAS["<family>"] = {...}`` block below.
+
+A leaf module: it imports only the CLIP names (``lab_utils.models.clip_names``), so
+``lab_utils.config`` can import it at the top without a cycle; ``ConfigError`` lives here and
+``lab_utils.config`` re-exports it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .models.clip_names import resolve_clip_name
+
 _MISSING = object()
+
+
+class ConfigError(ValueError):
+    """A config file or setting the lab cannot use; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +40,6 @@ class Field:
         return self.default is not _MISSING
 
     def coerce(self, value: Any, key: str, source: str) -> Any:
-        from .config import ConfigError
-
         kind = self.type.__name__
         if self.type is float and isinstance(value, str):
             try:
@@ -64,12 +72,9 @@ class _CLIPModelName(Field):
     """A CLIP name: OpenAI short name (``ViT-B/32``), OpenAI ResNet CLIP (``RN50`` …, through
     open_clip), hub id, local directory, or a notebook 02 checkpoint
     (``checkpoints/02_clip_image_encoder_vit.safetensors``). Unknown short names are refused
-    with the known ones (``lab_utils.models.hybrid.resolve_clip_name``)."""
+    with the known ones (``lab_utils.models.clip_names.resolve_clip_name``)."""
 
     def coerce(self, value: Any, key: str, source: str) -> Any:
-        from .config import ConfigError
-        from .models.hybrid import resolve_clip_name
-
         value = super().coerce(value, key, source)
         try:
             resolve_clip_name(value)

@@ -58,3 +58,9 @@ def rel(path: str | os.PathLike) -> str:
         return str(path.relative_to(repo_root()))
     except ValueError:
         return str(path)
+
+
+def is_local_dir(name_or_path: str | os.PathLike) -> bool:
+    """Whether a model name is an existing local folder (``save_pretrained`` output) rather
+    than a hub id."""
+    return Path(str(name_or_path)).expanduser().is_dir()

@@ -243,7 +243,7 @@ def open_clip_hub_repo(name: str) -> str:
     """The hub repository open_clip takes OpenAI's weights of a ResNet CLIP from:
     ``"RN50"`` → ``"timm/resnet50_clip.openai"`` (``open_clip.get_pretrained_cfg(name,
     "openai")["hf_hub"]``, whose trailing ``/`` means open_clip's default file names)."""
-    from .models.hybrid import CLIP_RESNET_NAMES, is_open_clip_name
+    from .models.clip_names import CLIP_RESNET_NAMES, is_open_clip_name
 
     if not is_open_clip_name(name):
         raise ValueError(f"{name!r} is not one of OpenAI's ResNet CLIPs; allowed: {', '.join(CLIP_RESNET_NAMES)}.")
@@ -266,7 +266,7 @@ def standin_models() -> dict[str, Callable[[Path], None]]:
     (when open_clip is installed): every hub id the rehearsal can stand in for."""
     from functools import partial
 
-    from .models.hybrid import CLIP_RESNET_NAMES
+    from .models.clip_names import CLIP_RESNET_NAMES
 
     models = dict(STANDIN_MODELS)
     try:
@@ -294,7 +294,7 @@ def hub_id_loaded_for(value: str, root: str | os.PathLike | None = None) -> str 
     Raises ``ValueError`` for a CLIP name the lab refuses (``RN51``, ``ViT-X/9``: the message
     lists the known ones)."""
     from .models.clip import _MINILM_ALIASES
-    from .models.hybrid import is_open_clip_name, resolve_clip_name
+    from .models.clip_names import is_open_clip_name, resolve_clip_name
 
     name = str(value).strip()
     if name in _MINILM_ALIASES or name.endswith(".safetensors"):
@@ -451,7 +451,7 @@ def write_captions(root: Path, flickr_images: int = 120, coco_images: int = 40, 
       and ``root/coco/val2017/<12-digit id>.jpg``."""
     from PIL import Image
 
-    from .data.synthetic import SynthFaceCaptions
+    from .data.captions import SynthFaceCaptions
 
     n = flickr_images + coco_images
     data = SynthFaceCaptions(n, image_size=128, seed=seed, captions_per_image=5)

@@ -153,10 +153,10 @@ def test_copy_with_a_typo_is_read_as_the_closest_family(tmp_path):
 
 
 def test_ambiguous_keys_name_the_families_that_fit(tmp_path, monkeypatch):
-    from lab_utils import config_schemas
+    from lab_utils import config
 
     schemas = {"a": {"lr": Field(float)}, "b": {"lr": Field(float, low=0)}}
-    monkeypatch.setattr(config_schemas, "SCHEMAS", schemas)
+    monkeypatch.setattr(config, "SCHEMAS", schemas)
     with pytest.raises(ConfigError, match=r"fit several config families \(a, b\).*family="):
         load_config(write(tmp_path, "run.yml", "lr: 0.1"))
     assert load_config(tmp_path / "run.yml", family="b").lr == 0.1

@@ -17,3 +17,45 @@ def test_unknown_name_is_an_attribute_error():
     import pytest
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         models.Nope
+
+
+def _lab_imports():
+    """``{module: modules of lab_utils it imports}``, counting imports inside functions too."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = {".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in (root / "lab_utils").rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                targets = [f"{target}.{a.name}" for a in node.names] + [target]
+                found.update(t for t in targets if t in files and t not in (name, "lab_utils"))
+        graph[name] = found
+    return graph
+
+
+def test_lab_utils_has_no_import_cycles():
+    """No module reaches itself through the modules it imports, even through an import
+    placed inside a function (which would only hide a cycle)."""
+    graph = _lab_imports()
+
+    def reaches(start):
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+        return seen
+
+    cycles = sorted(m for m in graph if m in reaches(m))
+    assert not cycles, f"modules on an import cycle: {cycles}"
+    assert graph["lab_utils.config_schemas"] <= {"lab_utils.models.clip_names"}     # leaves
+    assert graph["lab_utils.models.clip_names"] <= {"lab_utils.paths"}

@@ -8,10 +8,10 @@ Loaders (``loaders.py``): :func:`load_fer2013`, :func:`load_paired_rgbt`, :func:
 See ``data/README.md`` for formats and where to put real data.
 """
 from .synthetic import (EMOTIONS, HAIR_COLORS, ITEMS_PER_SUBJECT, MAX_RENDER_SIZE, NUM_CLASSES,  # noqa: F401
-                        RGB_ACTIONS, render_size, SKIN_TONES, THERMAL_CUES, THERMAL_RANGE_C, SynthFaceCaptions, SynthFER,
+                        RGB_ACTIONS, render_size, SKIN_TONES, THERMAL_CUES, THERMAL_RANGE_C, SynthFER,
                         celsius_to_unit, generate_faces, render_batch, sample_attributes,
                         thermal_to_celsius)
-from .captions import EXPRESSION_WORDS, make_captions, position_words  # noqa: F401
+from .captions import EXPRESSION_WORDS, SynthFaceCaptions, make_captions, position_words  # noqa: F401
 from .splits import (LabeledSubset, assert_no_subject_leakage, check_subject_leakage,  # noqa: F401
                      get_labels, get_subjects, subject_split)
 from .transforms import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATION,  # noqa: F401

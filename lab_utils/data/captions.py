@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import colorsys
 import re
+from typing import Callable
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
-from .synthetic import EMOTIONS, HAIR_COLORS, SKIN_TONES, face_shape_name
+from .synthetic import EMOTIONS, HAIR_COLORS, SKIN_TONES, SynthFER, face_shape_name, sample_attributes
 
 EXPRESSION_WORDS: dict[str, tuple[str, ...]] = {
     "angry": ("angry", "furious", "annoyed", "cross", "mad"),
@@ -154,3 +157,48 @@ def make_captions(attrs: dict[str, np.ndarray], seed: int = 0, per_image: int = 
             caps.append(text)
         out.append(caps)
     return out
+
+
+class SynthFaceCaptions(Dataset):
+    """Synthetic faces with several captions each (like Flickr8k's five per image).
+
+    Item ``i`` is ``{"image": FloatTensor[3, S, S] in [0, 1], "captions": list[str]
+    (``captions_per_image`` ≥ 2 varied sentences), "label": int}``; the face is the same
+    as ``SynthFER(..., seed)[i]["rgb"]``. Captions come from the face's attributes
+    (expression, position in the frame, glasses, face shape, skin tone, hair) with
+    templates and synonyms (:func:`~lab_utils.data.make_captions`).
+    ``.captions`` holds every item's list; ``.labels`` / ``.subjects`` never render.
+    """
+
+    def __init__(self, num_samples: int, image_size: int = 64, seed: int = 0,
+                 captions_per_image: int = 5, transform: Callable | None = None):
+        if not isinstance(captions_per_image, int) or captions_per_image < 2:
+            raise ValueError(f"captions_per_image must be an int ≥ 2, got {captions_per_image!r}")
+        self._faces = SynthFER(num_samples, image_size, seed)
+        self.num_samples, self.image_size, self.seed = self._faces.num_samples, image_size, seed
+        self.captions_per_image = captions_per_image
+        self.transform = transform
+        self.classes = EMOTIONS
+        self.labels, self.subjects = self._faces.labels, self._faces.subjects
+        attrs = sample_attributes(np.arange(self.num_samples), seed)
+        self.captions: list[list[str]] = make_captions(attrs, seed, captions_per_image)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, i: int) -> dict:
+        item = self._faces[i]
+        img = item["rgb"]
+        if self.transform is not None:
+            img = self.transform(img)
+        return {"image": img, "captions": list(self.captions[i % self.num_samples]), "label": item["label"]}
+
+    def tensors(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """``image`` (N, 3, S, S) floats in [0, 1] (bytes 0–255 with ``dtype=torch.uint8``)
+        and ``label`` (N,) int64 (captions: ``.captions``)."""
+        t = self._faces.tensors(dtype)
+        return {"image": t["rgb"], "label": t["label"]}
+
+    def __repr__(self) -> str:
+        return (f"SynthFaceCaptions(num_samples={self.num_samples}, image_size={self.image_size}, "
+                f"seed={self.seed}, captions_per_image={self.captions_per_image})")

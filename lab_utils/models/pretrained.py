@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from torch import nn
 
 from ..config import get_profile
+from ..paths import is_local_dir
 
 
 class PretrainedUnavailable(RuntimeError):
@@ -44,10 +44,6 @@ def quiet_transformers():
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def is_local_dir(name_or_path: str | os.PathLike) -> bool:
-    return Path(str(name_or_path)).expanduser().is_dir()
 
 
 def _offline() -> bool:
