@@ -1,13 +1,15 @@
 """Classification and retrieval metrics (scikit-learn underneath where it has them).
 
 Inputs are array-likes or tensors of integer labels ``(N,)``; ``recall_at_k`` takes
-embeddings.
+embeddings, ``calibration_table`` class probabilities ``(N, C)`` (its ``attrs["ece"]`` is the
+expected calibration error).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn import metrics as skm
 
@@ -79,3 +81,24 @@ def recall_at_k(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
         out["image_to_text"][k] = float((first_hit < k).float().mean())
         out["text_to_image"][k] = float((rank_t2i < k).float().mean())
     return out
+
+
+def calibration_table(probs, labels, n_bins: int = 10) -> pd.DataFrame:
+    """Reliability bins of the top-class confidence: per bin ``count``, mean ``confidence``
+    and ``accuracy``; ``.attrs["ece"]`` = expected calibration error (count-weighted mean
+    of |accuracy − confidence|)."""
+    probs, labels = _np(probs), _np(labels)
+    conf, pred = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        sel = which == b
+        rows.append({"low": edges[b], "high": edges[b + 1], "count": int(sel.sum()),
+                     "confidence": float(conf[sel].mean()) if sel.any() else np.nan,
+                     "accuracy": float((pred[sel] == labels[sel]).mean()) if sel.any() else np.nan})
+    table = pd.DataFrame(rows)
+    used = table["count"] > 0
+    gaps = (table.loc[used, "accuracy"] - table.loc[used, "confidence"]).abs()
+    table.attrs["ece"] = float((gaps * table.loc[used, "count"]).sum() / max(len(labels), 1))
+    return table

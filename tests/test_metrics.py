@@ -25,3 +25,20 @@ def test_confusion_rows_are_true_classes():
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
     norm = confusion([0, 0, 1, 2], [0, 1, 1, 1], num_classes=3, normalize="true")
     assert np.allclose(norm.sum(1), 1)
+
+
+def test_calibration_table_and_ece_by_hand():
+    """Four predictions in two confidence bins, worked out by hand: bin (0.5, 0.6] holds two
+    at 0.55 with one right (gap 0.05), bin (0.9, 1.0] two at 0.95 with both right (gap 0.05);
+    ECE = (2 · 0.05 + 2 · 0.05) / 4 = 0.05."""
+    from lab_utils.metrics import calibration_table
+    from lab_utils.viz import calibration_table as from_viz
+
+    probs = np.array([[0.55, 0.45], [0.45, 0.55], [0.95, 0.05], [0.05, 0.95]])
+    labels = np.array([0, 0, 0, 1])
+    table = calibration_table(probs, labels)
+    assert from_viz is calibration_table                      # one home, re-exported for plots
+    assert table["count"].tolist() == [0, 0, 0, 0, 0, 2, 0, 0, 0, 2]
+    assert table.loc[5, "accuracy"] == 0.5 and table.loc[9, "accuracy"] == 1.0
+    assert table.attrs["ece"] == pytest.approx(0.05)
+    assert calibration_table(torch.tensor([[1.0, 0.0]]), torch.tensor([0])).attrs["ece"] == pytest.approx(0.0)

@@ -1,7 +1,7 @@
-"""ViT fine-tuning for facial expressions, and RGB + thermal fusion (seed 001, notebooks 04-05).
+"""ViT fine-tuning for facial expressions, and RGB + thermal fusion (notebooks 04-05).
 
 * ``ViTForFER`` — a ``transformers.ViTModel`` backbone, one feature per image ([CLS], or the
-  mean of the patch tokens), and seed 001's head::
+  mean of the patch tokens), and the FER head::
 
       LayerNorm(h) → Dropout(p) → Linear(h, h/2) → GELU → Dropout(p/2) → Linear(h/2, C)
 
@@ -74,7 +74,7 @@ def _check_classes(num_classes: int) -> None:
 
 def _check_dropout(p: float) -> None:
     if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {p!r}; seed 001 uses 0.1.")
+        raise ValueError(f"dropout_rate must be in [0, 1), got {p!r}; the FER head uses 0.1.")
 
 
 def _check_choice(value: Any, allowed: Sequence, what: str) -> None:
@@ -242,7 +242,7 @@ class _FERBase(nn.Module):
 
 # --------------------------------------------------------------------------- single modality
 class ViTForFER(_FERBase):
-    """A pretrained ViT with seed 001's expression head.
+    """A pretrained ViT with the FER head (one feature per image → the expression classifier).
 
     ``forward(pixel_values (B, 3, S, S)) → logits (B, num_classes)``; ``S``: the backbone's
     ``config.image_size`` (224 for ViT-B/16, 32 in the quick profile) or any other multiple of
@@ -253,7 +253,7 @@ class ViTForFER(_FERBase):
         num_classes: number of expressions (≥ 2).
         freeze_backbone: ``True`` trains the head only (classifier-only fine-tuning).
         dropout_rate: ``p`` of the head (the second dropout uses ``p / 2``).
-        pooling: ``"cls"`` (seed 001, the [CLS] token) or ``"mean"`` (mean of the patch tokens,
+        pooling: ``"cls"`` (the default: the [CLS] token) or ``"mean"`` (mean of the patch tokens,
             which small ViTs trained from scratch learn faster with).
         gradient_checkpointing: trade compute for activation memory.
         quick_config, profile, verbose: passed to ``load_vit_backbone``.
@@ -477,7 +477,7 @@ class LateFusionViT(_FERBase):
 def create_multimodal_vit_model(mode: str = "rgb", fusion_strategy: str = "early", fusion_type: str = "concat",
                                 fusion_layer: str = "feature", model_name: str = DEFAULT_MODEL,
                                 num_classes: int = 7, **kwargs: Any) -> nn.Module:
-    """Build the model for one modality setting (seed 001's factory).
+    """Build the model for one modality setting (RGB, thermal, or a fusion of the two).
 
     * ``mode="rgb"`` / ``"thermal"``: a ``ViTForFER`` (fusion arguments are not used; the
       model is called with that modality's images);

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..metrics import calibration_table  # noqa: F401  (re-exported: lab_utils.viz.calibration_table)
 from .core import _to_image, plot_shares_per_class, plot_confusion_matrix, save_figure
 
 
@@ -83,27 +84,6 @@ def plot_misclassified(images: torch.Tensor, labels, preds, probs, class_names: 
     fig.tight_layout()
     save_figure(fig, name)
     return fig
-
-
-def calibration_table(probs, labels, n_bins: int = 10) -> pd.DataFrame:
-    """Reliability bins of the top-class confidence: per bin ``count``, mean ``confidence``
-    and ``accuracy``; ``.attrs["ece"]`` = expected calibration error (count-weighted mean
-    of |accuracy − confidence|)."""
-    probs, labels = _np(probs), _np(labels)
-    conf, pred = probs.max(1), probs.argmax(1)
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        sel = which == b
-        rows.append({"low": edges[b], "high": edges[b + 1], "count": int(sel.sum()),
-                     "confidence": float(conf[sel].mean()) if sel.any() else np.nan,
-                     "accuracy": float((pred[sel] == labels[sel]).mean()) if sel.any() else np.nan})
-    table = pd.DataFrame(rows)
-    used = table["count"] > 0
-    gaps = (table.loc[used, "accuracy"] - table.loc[used, "confidence"]).abs()
-    table.attrs["ece"] = float((gaps * table.loc[used, "count"]).sum() / max(len(labels), 1))
-    return table
 
 
 def plot_reliability(probs: Mapping[str, object] | object, labels, n_bins: int = 10,
