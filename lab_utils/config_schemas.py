@@ -66,7 +66,7 @@ class Field:
 
 SCHEMAS: dict[str, dict] = {}
 
-# Seed 000: the hybrid ViT + CLIP experiment (configs/model.yml, notebook 03).
+# The hybrid ViT + CLIP experiment (configs/model.yml, notebook 03).
 @dataclass(frozen=True)
 class _CLIPModelName(Field):
     """A CLIP name: OpenAI short name (``ViT-B/32``), OpenAI ResNet CLIP (``RN50`` …, through
@@ -96,7 +96,7 @@ SCHEMAS["model"] = {
     "seed": Field(int, low=0),
 }
 
-# Seed 002: notebook 01, ViT patching (configs/vit_patching.yml).
+# Notebook 01, ViT patching (configs/vit_patching.yml).
 SCHEMAS["vit_patching"] = {
     "photo": {
         "name": Field(str, choices=("china.jpg", "flower.jpg"), doc="scikit-learn sample image"),
@@ -124,7 +124,7 @@ SCHEMAS["vit_patching"] = {
     "pretrained": {"model_name": Field(str, doc="hub id or local directory of a ViTModel")},
 }
 
-# Seeds 003/004: CLIP contrastive training (configs/clip.yml, notebook 02): the main model
+# CLIP contrastive training (configs/clip.yml, notebook 02): the main model
 # (image + text) and a second one trained beside it (compare: keys left out = the main's).
 _CLIP_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit")
 _POOLING = ("auto", "cls", "mean")
@@ -170,62 +170,59 @@ SCHEMAS["clip"] = {
     "seed": Field(int, low=0),
 }
 
-# Seed 001: ViT fine-tuning for FER (configs/fer.yml, notebook 04).
-SCHEMAS["fer"] = {
-    "model": {
+# Notebooks 04 and 05 share their model, data and training keys; each adds its own.
+def _vit_expression_model(**extra: Field) -> dict:
+    return {
         "model_name": Field(str, doc="hub id or local directory of a ViTModel"),
         "num_classes": Field(int, default=7, low=2),
         "dropout_rate": Field(float, default=0.1, low=0, high=1, high_open=True),
         "pooling": Field(str, default="cls", choices=("cls", "mean")),
-    },
-    "data": {
-        "source": Field(str, choices=("synthetic", "fer2013")),
-        "path": Field(str, default="data/fer2013", doc="FER2013 CSV or image folders (full profile)"),
+        **extra,
+    }
+
+
+def _face_data(sources: tuple[str, ...], path: str, what: str) -> dict:
+    return {
+        "source": Field(str, choices=sources),
+        "path": Field(str, default=path, doc=f"{what} (full profile)"),
         "image_size": Field(int, low=16, high=512, doc="model input, px; a multiple of the ViT's patch size "
                             "(other sizes than the pretrained one interpolate its position embeddings)"),
         "num_samples": Field(int, low=70, doc="synthetic faces (quick profile / fallback)"),
-    },
-    "train": {
+    }
+
+
+def _fine_tuning(**extra: Field) -> dict:
+    return {
         "batch_size": Field(int, low=1),
         "epochs": Field(int, low=1),
         "learning_rate": Field(float, low=0, low_open=True),
         "weight_decay": Field(float, default=0.01, low=0),
         "warmup_fraction": Field(float, default=0.1, low=0, high=1),
-        "head_only_epochs": Field(int, low=0, doc="progressive unfreezing: epochs with the backbone frozen"),
-        "top_layers": Field(int, low=1, doc="progressive unfreezing: blocks opened in stage 2"),
-        "pretrain_epochs": Field(int, default=0, low=0,
-                                 doc="quick profile: epochs of the stand-in pretraining (no hub weights)"),
-    },
+        **extra,
+    }
+
+
+# ViT fine-tuning for FER (configs/fer.yml, notebook 04).
+SCHEMAS["fer"] = {
+    "model": _vit_expression_model(),
+    "data": _face_data(("synthetic", "fer2013"), "data/fer2013", "FER2013 CSV or image folders"),
+    "train": _fine_tuning(
+        head_only_epochs=Field(int, low=0, doc="progressive unfreezing: epochs with the backbone frozen"),
+        top_layers=Field(int, low=1, doc="progressive unfreezing: blocks opened in stage 2"),
+        pretrain_epochs=Field(int, default=0, low=0,
+                              doc="quick profile: epochs of the stand-in pretraining (no hub weights)")),
     "checkpointing": {"batch_size": Field(int, low=1, doc="batch of the memory / time measurement")},
     "seed": Field(int, default=0, low=0),
 }
 
-# Seed 001: RGB + thermal fusion (configs/fusion.yml, notebook 05).
+# RGB + thermal fusion (configs/fusion.yml, notebook 05).
 SCHEMAS["fusion"] = {
-    "model": {
-        "model_name": Field(str, doc="hub id or local directory of a ViTModel (both encoders)"),
-        "num_classes": Field(int, default=7, low=2),
-        "dropout_rate": Field(float, default=0.1, low=0, high=1, high_open=True),
-        "pooling": Field(str, default="cls", choices=("cls", "mean")),
-        "num_heads": Field(int, default=4, low=1, doc="attention fusion heads"),
-    },
-    "data": {
-        "source": Field(str, choices=("synthetic", "paired")),
-        "path": Field(str, default="data/rgbt", doc="paired rgb/ + thermal/ class folders (full profile)"),
-        "image_size": Field(int, low=16, high=512, doc="model input, px; a multiple of the ViT's patch size "
-                            "(other sizes than the pretrained one interpolate its position embeddings)"),
-        "num_samples": Field(int, low=70, doc="synthetic pairs (quick profile / fallback)"),
-    },
-    "train": {
-        "batch_size": Field(int, low=1),
-        "epochs": Field(int, low=1),
-        "learning_rate": Field(float, low=0, low_open=True),
-        "weight_decay": Field(float, default=0.01, low=0),
-        "warmup_fraction": Field(float, default=0.1, low=0, high=1),
-        "backbone_lr_scale": Field(float, default=0.1, choices=(0.1, 1.0),
-                                   doc="0.1: pretrained encoders (get_optimizer_and_scheduler); "
-                                       "1.0: encoders trained from scratch (quick profile)"),
-    },
+    "model": _vit_expression_model(num_heads=Field(int, default=4, low=1, doc="attention fusion heads")),
+    "data": _face_data(("synthetic", "paired"), "data/rgbt", "paired rgb/ + thermal/ class folders"),
+    "train": _fine_tuning(
+        backbone_lr_scale=Field(float, default=0.1, choices=(0.1, 1.0),
+                                doc="0.1: pretrained encoders (get_optimizer_and_scheduler); "
+                                    "1.0: encoders trained from scratch (quick profile)")),
     "seeds": Field(int, default=1, low=1, doc="repeats per model (mean ± std from 2); 1 fits a T4, "
                    "3 an A100 / H100 (python -m lab_utils.cost)"),
     "seed": Field(int, default=0, low=0),
