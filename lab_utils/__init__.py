@@ -5,8 +5,8 @@ Import this package before torch in a notebook: it sets ``OMP_WAIT_POLICY=PASSIV
 spinning OpenMP threads collapse.
 
 Modules (by concern): ``config`` (profiles, seeds, YAML configs), ``check`` (notebook
-assertions that print one stable line), ``data``, ``models``, ``training``, ``metrics``,
-``viz``.
+assertions that print one stable line), ``data``, ``models`` (architectures only),
+``recipes`` (how a notebook trains and uses them), ``training``, ``metrics``, ``viz``.
 """
 import os as _os
 

@@ -242,7 +242,7 @@ def vit_image_net(vit_model_name: str | None, image_size: int, embed_dim: int) -
 
 def clip_encoder_net(settings: Mapping[str, Any], profile: str) -> Net:
     """The image encoder ``create_clip_model(**settings)`` trains (``settings``: one model of
-    ``lab_utils.models.clip.clip_settings``): a ResNet (``clip_image_net``) or a ViT
+    ``lab_utils.recipes.clip.clip_settings``): a ResNet (``clip_image_net``) or a ViT
     (``vit_image_net``: the hub ViT when pretrained, else the lab's small ViT)."""
     size, dim = int(settings["image_size"]), int(settings["embed_dim"])
     if settings["image_backbone"] != "vit":
@@ -353,7 +353,7 @@ def _recipe_branch(profile: str, checkpoint: Path | None = None) -> Callable[[],
     """The encoder notebook 02 trains in ``profile`` and saves at ``checkpoint`` (its main or
     compare model, ``_recipe_saved_at``; ``None``: the main model, the default checkpoint)."""
     from .config import load_config
-    from .models.clip import _recipe_saved_at, clip_config_path, clip_settings
+    from .recipes.clip import _recipe_saved_at, clip_config_path, clip_settings
 
     cfg = load_config(clip_config_path(), profile=profile)
     which = _recipe_saved_at(checkpoint, cfg) if checkpoint is not None else "main"
@@ -366,7 +366,8 @@ def _checkpoint_branch(checkpoint: Path, profile: str) -> Callable[[], nn.Module
     """A notebook 02 checkpoint: the encoder its state records (backbone, embed_dim,
     image_size, a ViT's whole config); before notebook 02 has written it, the recipe that
     notebook 02 saves there in ``profile`` (``_recipe_branch``)."""
-    from .models.clip import ViTImageEncoder, _read_checkpoint_state
+    from .models.clip import ViTImageEncoder
+    from .recipes.clip import _read_checkpoint_state
 
     if not checkpoint.is_file():
         return _recipe_branch(profile, checkpoint)
@@ -514,7 +515,7 @@ def plan_02(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     (5 steps). The compared model: the same training and per-epoch Recall@1, two evaluation
     embeddings (Recall@K, zero-shot), and its own text pass only when its caption features
     differ from the main model's (``text_features_key``; else the cache is shared)."""
-    from .models.clip import clip_settings
+    from .recipes.clip import clip_settings
 
     D, T = cfg["data"], cfg["train"]
     if sizes is None and profile == "full":      # Flickr8k, split as load_real_caption_data does

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lab_utils.data.clip_data import TextEmbeddingCache, encode_captions
 from lab_utils.metrics import recall_at_k
-from lab_utils.models.clip import (RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder, TextEmbeddingCache,
-                                   create_clip_model, encode_captions, load_clip_image_encoder,
-                                   save_clip_image_encoder, zero_shot_classifier)
+from lab_utils.models.clip import RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder, create_clip_model
 from lab_utils.models.pretrained import PretrainedUnavailable
+from lab_utils.recipes.clip import load_clip_image_encoder, save_clip_image_encoder, zero_shot_classifier
 from lab_utils.training import CheckpointError, contrastive_loss
 
 
@@ -286,7 +286,7 @@ def test_image_encoder_checkpoint_round_trip_and_mismatch(tmp_path, capsys):
 def test_projection_heads_demo_with_a_frozen_clip_text_tower(tiny_clip):
     """The CLIP text tower has no trainable projection: the demo trains the image head
     against an identity text head, and hands both heads back on the CPU."""
-    from lab_utils.models.clip import image_features, train_projection_heads
+    from lab_utils.recipes.clip import image_features, train_projection_heads
 
     model = create_clip_model(text_model_name=str(tiny_clip), image_backbone="resnet18",
                               pretrained=False, profile="full")
@@ -328,7 +328,8 @@ def test_missing_checkpoint_is_trained_with_the_notebook_recipe(tmp_path, capsys
 def test_full_profile_reads_a_flickr8k_folder_and_falls_back_when_absent(tmp_path, quick_model, capsys):
     from PIL import Image
 
-    from lab_utils.models.clip import find_real_captions, prepare_clip_data, to_pixels
+    from lab_utils.data.clip_data import find_real_captions, prepare_clip_data
+    from lab_utils.models.clip import to_pixels
 
     root = tmp_path / "data"
     folder = root / "flickr8k" / "Images"
@@ -370,7 +371,8 @@ def test_synthetic_fallback_is_drawn_small_as_bytes_and_quick_pixels_do_not_chan
     """A 224-px model gets faces drawn at 64 px (the encoder resizes per batch); at 32 px the
     pixels are exactly those of the float tensors the quick profile always used."""
     from lab_utils.data import SynthFaceCaptions
-    from lab_utils.models.clip import prepare_clip_data, to_pixels
+    from lab_utils.data.clip_data import prepare_clip_data
+    from lab_utils.models.clip import to_pixels
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -405,7 +407,7 @@ def test_to_pixels_and_the_encoder_resize_on_the_inputs_device():
 def test_zero_shot_faces_are_faces_with_labels_never_caption_photos(tmp_path, quick_model):
     import numpy as np
 
-    from lab_utils.models.clip import CaptionData, zero_shot_faces
+    from lab_utils.data.clip_data import CaptionData, zero_shot_faces
 
     def captions(labels, source):
         n = len(labels)
@@ -433,7 +435,7 @@ def test_zero_shot_faces_are_faces_with_labels_never_caption_photos(tmp_path, qu
 
 
 def test_group_shuffle_sampler_keeps_blocks_together():
-    from lab_utils.models.clip import GroupShuffleSampler
+    from lab_utils.data.clip_data import GroupShuffleSampler
 
     order = list(GroupShuffleSampler(30, 14, torch.Generator().manual_seed(0)))
     assert sorted(order) == list(range(30)) and order != list(range(30))
@@ -517,7 +519,7 @@ def tiny_clip_config(**compare):
 
 def test_clip_yml_names_both_recipes():
     from lab_utils.config import load_config
-    from lab_utils.models.clip import clip_settings, clip_config_path, describe_recipe
+    from lab_utils.recipes.clip import clip_config_path, clip_settings, describe_recipe
 
     full = load_config(clip_config_path(), profile="full")
     main, other = clip_settings(full, "main"), clip_settings(full, "compare")
@@ -533,7 +535,7 @@ def test_clip_yml_names_both_recipes():
 
 
 def test_second_recipe_shares_or_rebuilds_the_text_cache(quick_model):
-    from lab_utils.models.clip import caption_data_for, prepare_clip_data
+    from lab_utils.data.clip_data import caption_data_for, prepare_clip_data
 
     train, test = prepare_clip_data(quick_model.text_encoder, 14, 7, 32, captions_per_image=2,
                                     profile="quick", verbose=False)

@@ -269,7 +269,8 @@ def test_clip_branch_follows_model_yml_in_the_full_profile():
 
 
 def test_clip_branch_from_a_notebook_02_checkpoint_is_the_encoder_in_the_file(tmp_path):
-    from lab_utils.models.clip import ViTImageEncoder, save_clip_image_encoder
+    from lab_utils.models.clip import ViTImageEncoder
+    from lab_utils.recipes.clip import save_clip_image_encoder
     from lab_utils.models.pretrained import quick_vit_config
 
     path = save_clip_image_encoder(ViTImageEncoder(embed_dim=256, image_size=48, pretrained=False, profile="quick"),

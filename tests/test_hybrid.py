@@ -386,14 +386,15 @@ def test_from_config_reuses_a_shared_clip_branch_and_builds_baselines():
 # --------------------------------------------------------------------------- quick profile: notebook 02's encoder
 def save_lab_clip_encoder(embed_dim: int = 32, image_size: int = 32) -> Path:
     """A small notebook-02 encoder saved where the quick profile looks (LAB_ROOT = tmp_path)."""
-    from lab_utils.models.clip import CLIPImageEncoder, save_clip_image_encoder
+    from lab_utils.models.clip import CLIPImageEncoder
+    from lab_utils.recipes.clip import save_clip_image_encoder
 
     torch.manual_seed(5)
     return save_clip_image_encoder(CLIPImageEncoder("resnet18", embed_dim), image_size=image_size)
 
 
 def test_from_config_quick_uses_notebook_02s_encoder(capsys):
-    from lab_utils.models.clip import load_clip_image_encoder
+    from lab_utils.recipes.clip import load_clip_image_encoder
 
     path = save_lab_clip_encoder(embed_dim=32, image_size=32)
     before = path.read_bytes()
@@ -422,7 +423,8 @@ def test_from_config_quick_uses_notebook_02s_encoder(capsys):
 def test_notebook_03_reuses_the_vit_recipes_encoder(tmp_path, profile):
     """The ViT + BERT recipe's image encoder (saved by notebook 02 beside the ResNet one) is a
     CLIP branch too, in either profile, when clip.model_name names its checkpoint."""
-    from lab_utils.models.clip import ViTImageEncoder, encoder_checkpoint_path, save_clip_image_encoder
+    from lab_utils.models.clip import ViTImageEncoder
+    from lab_utils.recipes.clip import encoder_checkpoint_path, save_clip_image_encoder
 
     torch.manual_seed(3)
     encoder = ViTImageEncoder(embed_dim=24, image_size=32, profile="quick").eval()
@@ -445,7 +447,7 @@ def test_notebook_03_reuses_the_vit_recipes_encoder(tmp_path, profile):
 
 
 def test_clip_checkpoint_of_another_architecture_is_refused_and_kept(tmp_path):
-    from lab_utils.models.clip import default_checkpoint_path
+    from lab_utils.recipes.clip import default_checkpoint_path
     from lab_utils.training import CheckpointError, save_checkpoint
 
     path = default_checkpoint_path()

@@ -1,4 +1,4 @@
-"""Hybrid ViT + frozen CLIP feature fusion (seed 000, notebook 03).
+"""Hybrid ViT + frozen CLIP feature fusion (notebook 03).
 
 Two image encoders look at the same face:
 
@@ -177,7 +177,7 @@ def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool 
     target = resolve_clip_name(model_name)
     if profile == "full" and is_open_clip_name(target):
         return open_clip_branch(target)
-    from .clip import load_clip_image_encoder
+    from ..recipes.clip import load_clip_image_encoder
 
     checkpoint = lab_checkpoint_file(target)
     if checkpoint is not None:                                # notebook 02's, any profile
@@ -284,8 +284,8 @@ def _cached_open_clip_weights(cfg: Mapping) -> str | None:
 
 # --------------------------------------------------------------------------- the model
 def classifier_head(in_dim: int, num_classes: int, dropout: float = 0.1) -> nn.Sequential:
-    """The FER head of seed 001: LayerNorm → Dropout → Linear(d, d/2) → GELU → Dropout(p/2)
-    → Linear(d/2, C)."""
+    """The FER head, laid out as ``models.fer.make_fer_head``'s: LayerNorm → Dropout →
+    Linear(d, d/2) → GELU → Dropout(p/2) → Linear(d/2, C)."""
     hidden = max(in_dim // 2, num_classes)
     return nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden),
                          nn.GELU(), nn.Dropout(dropout / 2), nn.Linear(hidden, num_classes))
@@ -298,13 +298,13 @@ class HybridViTCLIP(nn.Module):
         vit: a ``transformers.ViTModel`` (``None`` only for ``fusion="clip_only"``).
         clip: a ``FrozenCLIPBranch`` (``None`` only for ``fusion="vit_only"``).
         num_classes: number of output classes.
-        fusion: ``"concat"`` | ``"attention"`` (seed 000), or a single-branch baseline
+        fusion: ``"concat"`` | ``"attention"`` (the two fusions), or a single-branch baseline
             ``"vit_only"`` | ``"clip_only"`` (linear probe on the CLIP embedding).
         num_heads: heads of the attention fusion (must divide the ViT width).
         dropout: dropout of the ``"mlp"`` classifier head.
         head: ``"linear"`` (default: one linear layer on the fused features, the same for
             every variant, so that comparisons measure the features) or ``"mlp"`` (the FER
-            head of seed 001: LayerNorm → Dropout → Linear(d, d/2) → GELU → Dropout → Linear).
+            head: LayerNorm → Dropout → Linear(d, d/2) → GELU → Dropout → Linear).
 
     ``forward(pixel_values_vit, pixel_values_clip)`` → logits ``(B, num_classes)``; each
     branch gets its own preprocessing (``preprocess(images)`` gives both).

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import torch
 from torch import nn
 
 from ..config import get_profile
@@ -60,6 +62,38 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def _torchvision_weights_host(url: str) -> tuple[str, int]:
+    parsed = urlparse(url)
+    return parsed.hostname or "download.pytorch.org", parsed.port or 443
+
+
+def resnet_weights(backbone: str):
+    """ImageNet weights for a torchvision ResNet, from the torch hub cache or the network.
+
+    Fails within seconds (``PretrainedUnavailable``) when they are not cached and the
+    download server cannot be reached, instead of hanging in retries."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(backbone).DEFAULT
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if cached.is_file():
+        return weights
+    how = (f"On Colab or any machine with internet run it again; or download {weights.url} once "
+           f"and place it at {cached}; or use LAB_PROFILE=quick (random-init {backbone}), "
+           "or create_clip_model(pretrained=False).")
+    if _offline():
+        raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not in the torch hub cache "
+                                    f"({cached}) and HF_HUB_OFFLINE=1 says this machine is offline. {how}")
+    host, port = _torchvision_weights_host(weights.url)
+    try:
+        with socket.create_connection((host, port), timeout=3.0):
+            pass
+    except OSError:
+        raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not cached ({cached}) and "
+                                    f"{host} cannot be reached from this machine. {how}") from None
+    return weights
 
 
 def describe_config(config: Any) -> str:
