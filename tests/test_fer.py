@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from transformers import ViTModel
 
-from lab_utils.models.fer import (EarlyFusionViT, LateFusionViT, TensorBatches, ViTForFER,
-                                  create_multimodal_vit_model, fer_step, lr_schedule_table,
-                                  make_fer_head, saved_activation_bytes, six_channel_patch_embedding,
-                                  encoder_layers, vit_tokens)
+from lab_utils.data.fer_data import TensorBatches
+from lab_utils.models.fer import (EarlyFusionViT, LateFusionViT, ViTForFER, create_multimodal_vit_model,
+                                  encoder_layers, make_fer_head, six_channel_patch_embedding, vit_tokens)
+from lab_utils.recipes.fer import fer_step, lr_schedule_table, saved_activation_bytes
 from lab_utils.models.pretrained import quick_vit_config
 from lab_utils.training import get_optimizer_and_scheduler
 
@@ -311,7 +311,7 @@ def test_tensor_batches_cover_every_item_once():
 
 # --------------------------------------------------------------------------- notebook data plumbing
 def test_load_fer_splits_maps_fer2013_csv_usages(tmp_path):
-    from lab_utils.models.fer import load_fer_splits
+    from lab_utils.data.fer_data import load_fer_splits
 
     rows = ["emotion,pixels,Usage"]
     for i, usage in enumerate(["Training"] * 4 + ["PublicTest"] * 2 + ["PrivateTest"] * 3):
@@ -325,7 +325,7 @@ def test_load_fer_splits_maps_fer2013_csv_usages(tmp_path):
 
 
 def test_missing_fer2013_falls_back_to_synthetic_and_says_how_to_get_it(tmp_path, capsys):
-    from lab_utils.models.fer import load_fer_splits, make_loaders
+    from lab_utils.data.fer_data import load_fer_splits, make_loaders
 
     splits, described = load_fer_splits("fer2013", str(tmp_path / "nothing"), 32, 140, data_seed=3)
     out = capsys.readouterr().out
@@ -359,7 +359,7 @@ def test_other_image_sizes_interpolate_the_position_embeddings(vit_dir):
 
 # --------------------------------------------------------------------------- a frozen backbone, computed once
 def test_cached_features_give_the_model_s_logits_and_flip_with_the_images(vit_dir):
-    from lab_utils.models.fer import extract_features
+    from lab_utils.recipes.fer import extract_features
 
     model = ViTForFER(vit_dir, freeze_backbone=True, profile="full")
     x, _ = images(6)
@@ -377,7 +377,7 @@ def test_cached_features_give_the_model_s_logits_and_flip_with_the_images(vit_di
 
 
 def test_feature_step_mirrors_a_random_half_only_in_training():
-    from lab_utils.models.fer import feature_step
+    from lab_utils.recipes.fer import feature_step
 
     seen = []
     head = nn.Linear(2, 7)
@@ -393,7 +393,7 @@ def test_feature_step_mirrors_a_random_half_only_in_training():
 
 
 def test_strategy_stages_split_the_epochs():
-    from lab_utils.models.fer import strategy_stages
+    from lab_utils.recipes.fer import strategy_stages
 
     stages = strategy_stages(8, 2, 4)
     assert stages == {"head only": [(8, 0)], "full fine-tuning": [(8, None)], "progressive": [(2, 0), (3, 4), (3, None)]}
@@ -403,7 +403,7 @@ def test_strategy_stages_split_the_epochs():
 
 
 def test_in_memory_loaders_read_once_and_serve_float32():
-    from lab_utils.models.fer import make_loaders
+    from lab_utils.data.fer_data import make_loaders
 
     class Pairs(torch.utils.data.Dataset):               # stands in for image files read one by one
         def __init__(self, n):
@@ -426,3 +426,14 @@ def test_in_memory_loaders_read_once_and_serve_float32():
     assert rgb.dtype == torch.float32 and len(rgb) == 10
     assert sorted(rgb[:, 0, 0, 0].tolist()) == pytest.approx([i / 10 for i in range(10)], abs=1e-3)
     assert next(iter(loaders["val"]))["label"].tolist() == [0, 1, 2, 3]
+
+
+def test_moved_names_still_import_from_models_fer():
+    """Old code imported the data plumbing and training helpers from lab_utils.models.fer."""
+    import lab_utils.models.fer as old
+    from lab_utils.data import fer_data
+    from lab_utils.recipes import fer as recipes
+
+    assert old.make_loaders is fer_data.make_loaders and old.fer_step is recipes.fer_step
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        old.nope

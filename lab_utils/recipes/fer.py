@@ -1,0 +1,181 @@
+"""Notebooks 04-05's training recipes: how the FER models of ``lab_utils.models.fer`` are
+trained and measured.
+
+* ``strategy_stages`` — head-only / full / progressive fine-tuning as (epochs, layers) stages;
+* ``fer_step`` — ``fit``'s step for dict batches, with paired RGB + thermal flips;
+* ``extract_features`` + ``feature_step`` — train a head on a frozen backbone's cached features;
+* ``lr_schedule_table`` — the learning rate of each parameter group, step by step;
+* ``saved_activation_bytes`` / ``measure_checkpointing`` — what gradient checkpointing saves.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..data import paired_hflip_batch
+from ..models.fer import _FERBase
+from ..training import _autocast, classification_step, to_device
+
+def strategy_stages(epochs: int, head_only_epochs: int, top_layers: int) -> dict[str, list[tuple[int, int | None]]]:
+    """Notebook 04's three fine-tuning strategies as stages ``(epochs, blocks to open)``:
+    ``0`` = backbone frozen (head only), ``k`` = the top k blocks open, ``None`` = everything.
+
+    * head only: ``[(E, 0)]``; full fine-tuning: ``[(E, None)]``;
+    * progressive: ``K`` epochs head only, then half the rest with the top blocks, then all.
+    """
+    if not 0 <= head_only_epochs < epochs:
+        raise ValueError(f"head_only_epochs={head_only_epochs} must be ≥ 0 and < epochs={epochs}: progressive "
+                         "unfreezing needs epochs left for the stages that open the backbone.")
+    rest = epochs - head_only_epochs
+    progressive = [(head_only_epochs, 0), (rest // 2, top_layers), (rest - rest // 2, None)]
+    return {"head only": [(epochs, 0)], "full fine-tuning": [(epochs, None)],
+            "progressive": [(e, b) for e, b in progressive if e > 0]}
+
+
+# --------------------------------------------------------------------------- training helpers
+def fer_step(inputs: Sequence[str] = ("rgb",), label_key: str = "label", flip: bool = True,
+             label_smoothing: float = 0.0) -> Callable:
+    """A ``fit`` step for dict batches: ``logits = model(*batch[inputs])``, cross-entropy.
+
+    With ``flip=True`` a random half of each *training* batch is mirrored left-right, the
+    RGB and thermal images of an item together (``paired_hflip_batch``): a face flipped in
+    one modality only would put the warm cheek on the wrong side.
+    """
+
+    base = classification_step(inputs=tuple(inputs), label_key=label_key, label_smoothing=label_smoothing)
+    images = [k for k in inputs if k in ("rgb", "thermal", "pixel_values")]
+
+    def step(model: nn.Module, batch: Mapping) -> dict[str, torch.Tensor]:
+        if flip and model.training and images:
+            batch = dict(batch)
+            if len(images) == 2:
+                batch[images[0]], batch[images[1]] = paired_hflip_batch(batch[images[0]], batch[images[1]])
+            else:
+                x = batch[images[0]]
+                batch[images[0]], _ = paired_hflip_batch(x, x[:, :1])
+        return base(model, batch)
+    return step
+
+
+@torch.no_grad()
+def extract_features(model: _FERBase, batches: Any, device: torch.device | str | None = None,
+                     flip: bool = False) -> dict[str, torch.Tensor]:
+    """A frozen backbone's features, computed once: ``{"feature": (N, h), "label": (N,)}``
+    (+ ``"feature_flipped"`` (N, h), the features of the mirrored images, with ``flip=True``).
+
+    ``batches`` yields dicts with ``"rgb"`` (B, 3, S, S) and ``"label"`` (any order: each
+    feature stays with its label). Features come from ``model.features`` in eval mode, on
+    ``device`` (default: the model's), with AMP on CUDA, and are kept on the CPU in float32.
+    Training the head on them for E epochs (``feature_step``) costs one backbone forward pass
+    per image instead of E.
+    """
+
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.to(device).eval()
+    out: dict[str, list[torch.Tensor]] = {"feature": [], "label": []} | ({"feature_flipped": []} if flip else {})
+    for batch in batches:
+        x = to_device(batch["rgb"], device)
+        with _autocast(device, None):
+            out["feature"].append(model.features(x).float().cpu())             # (B, h)
+            if flip:
+                out["feature_flipped"].append(model.features(x.flip(-1)).float().cpu())
+        out["label"].append(batch["label"].cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def feature_step(flip: bool = True, label_smoothing: float = 0.0) -> Callable:
+    """A ``fit`` step for a head trained on cached features (``extract_features``):
+    ``logits = head(batch["feature"])``, cross-entropy. With ``flip=True`` (and
+    ``"feature_flipped"`` in the batch) a random half of each *training* batch uses the
+    mirrored image's feature: the same augmentation as ``fer_step``'s random flips."""
+
+    base = classification_step(inputs=("feature",), label_smoothing=label_smoothing)
+
+    def step(head: nn.Module, batch: Mapping) -> dict[str, torch.Tensor]:
+        if flip and head.training and "feature_flipped" in batch:
+            mirrored = torch.rand(len(batch["feature"]), device=batch["feature"].device) < 0.5   # (B,)
+            batch = dict(batch, feature=torch.where(mirrored[:, None], batch["feature_flipped"], batch["feature"]))
+        return base(head, batch)
+    return step
+
+
+def lr_schedule_table(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> "Any":
+    """Step a scheduler ``steps`` times on a throwaway copy of the learning rates and return
+    a DataFrame (index = step, one column per parameter group name) of the rates applied."""
+    import pandas as pd
+
+    names = [g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)]
+    state = scheduler.state_dict()
+    saved = [g["lr"] for g in optimizer.param_groups]
+    rows = []
+    with warnings.catch_warnings():   # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(steps):
+            rows.append([g["lr"] for g in optimizer.param_groups])
+            scheduler.step()
+    scheduler.load_state_dict(state)
+    for g, lr in zip(optimizer.param_groups, saved):
+        g["lr"] = lr
+    return pd.DataFrame(rows, columns=names).rename_axis("step")
+
+
+def saved_activation_bytes(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of ``loss_fn()`` (the
+    activation memory of a training step), counting each storage once and leaving out
+    parameters. Works on the CPU, where there is no ``torch.cuda.max_memory_allocated``.
+    With gradient checkpointing the blocks' inner activations are not kept (they are
+    recomputed), only each block's input.
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr not in params and ptr != 0:
+                seen[ptr] = max(seen.get(ptr, 0), storage.nbytes())
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(seen.values())
+
+
+def measure_checkpointing(model: _FERBase, batch: Mapping[str, torch.Tensor], step_fn: Callable,
+                          repeats: int = 3) -> dict[str, float]:
+    """Activation memory and time of one training step with and without gradient checkpointing.
+
+    Returns ``{"activations_MB", "step_ms", "peak_gpu_MB" (CUDA only)}`` for the
+    ``model``'s current setting. The step is forward + backward (no optimizer update).
+    """
+    device = next(model.parameters()).device
+    model.train()
+    out: dict[str, float] = {}
+    out["activations_MB"] = saved_activation_bytes(model, lambda: step_fn(model, batch)["loss"]) / 2**20
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step_fn(model, batch)["loss"].backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        model.zero_grad(set_to_none=True)
+    out["step_ms"] = 1000 * sorted(times)[len(times) // 2]
+    if device.type == "cuda":
+        out["peak_gpu_MB"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+    return out
