@@ -1,14 +1,15 @@
 """One training loop for every notebook, plus losses, optimizers and checkpoints.
 
-* ``fit`` — progress bar with samples/s, AMP on CUDA, gradient accumulation and clipping,
-  early stopping on a validation metric, best/last checkpoints, resume after an
-  interruption (a resumed CPU run ends with the same weights as an uninterrupted one),
-  a NaN/inf guard, and the history as a pandas DataFrame.
+* ``fit`` — the epoch loop, read top to bottom: ``train_one_epoch`` (progress bar with
+  samples/s, AMP on CUDA, gradient accumulation and clipping, a NaN/inf guard),
+  ``evaluate``, ``EarlyStopping`` (the one keeper of the best epoch), ``Checkpointer``
+  (best/last checkpoints, resume after an interruption: a resumed CPU run ends with the
+  same weights as an uninterrupted one); returns the history as a pandas DataFrame.
 * ``save_checkpoint`` / ``load_checkpoint`` — one safetensors file holding the weights,
   the optimizer and scheduler state and any JSON-able extras, written atomically.
 * ``contrastive_loss`` — CLIP's symmetric InfoNCE (notebook 02).
-* ``get_optimizer_and_scheduler`` — AdamW with a backbone group at 0.1 × the head's
-  learning rate and a cosine schedule with warm-up (notebook 04).
+* ``get_optimizer_and_scheduler`` — AdamW with a backbone group at ``backbone_lr_scale``
+  (0.1) × the head's learning rate and a cosine schedule with warm-up (notebook 04).
 """
 from __future__ import annotations
 
@@ -132,25 +133,30 @@ def predict(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
 
 
 class EarlyStopping:
-    """Stop when ``metric`` has not improved for ``patience`` epochs.
+    """Tracks the best value of a metric and says when it has not improved for ``patience`` epochs.
 
-    ``step(value)`` returns True when ``value`` is a new best. ``mode="max"`` for scores
-    (macro-F1), ``"min"`` for losses. ``min_delta``: the smallest change that counts.
+    ``step(value, epoch)`` returns True when ``value`` is a new best; ``best`` and
+    ``best_epoch`` hold it. ``mode="max"`` for scores (macro-F1), ``"min"`` for losses.
+    ``min_delta``: the smallest change that counts. ``patience=None`` tracks the best without
+    ever stopping (``fit`` uses that when no early stopping was asked for).
     """
 
-    def __init__(self, patience: int, mode: str = "max", min_delta: float = 0.0):
-        if patience < 1:
-            raise ValueError(f"patience must be ≥ 1, got {patience}")
+    def __init__(self, patience: int | None, mode: str = "max", min_delta: float = 0.0):
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be ≥ 1 (or None: track the best, never stop), got {patience}")
         if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+            raise ValueError(f"mode must be 'max' (scores such as val_f1_macro) or 'min' (losses), "
+                             f"got {mode!r}")
         self.patience, self.mode, self.min_delta = patience, mode, min_delta
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.epoch = 0
 
-    def step(self, value: float) -> bool:
-        self.epoch += 1
+    def step(self, value: float, epoch: int | None = None) -> bool:
+        """Record ``value`` for ``epoch`` (default: the one after the last step); True if it is
+        a new best."""
+        self.epoch = self.epoch + 1 if epoch is None else epoch
         better = self.best is None or (
             value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta)
         if better:
@@ -161,7 +167,7 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
-        return self.bad_epochs >= self.patience
+        return self.patience is not None and self.bad_epochs >= self.patience
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch,
@@ -207,6 +213,106 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScal
     optimizer.zero_grad(set_to_none=True)
 
 
+def _check_loop_arguments(grad_accum_steps: int, scheduler_per: str) -> None:
+    if grad_accum_steps < 1:
+        raise ValueError(f"grad_accum_steps must be ≥ 1, got {grad_accum_steps}")
+    if scheduler_per not in ("step", "epoch"):
+        raise ValueError(f"scheduler_per must be 'step' or 'epoch', got {scheduler_per!r}")
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                    step_fn: StepFn | None = None, *, device: torch.device | str | None = None,
+                    amp: bool | None = None, scaler: "torch.amp.GradScaler | None" = None,
+                    scheduler: Any | None = None, scheduler_per: str = "step", grad_accum_steps: int = 1,
+                    max_grad_norm: float | None = None, epoch: int = 1, epochs: int | None = None,
+                    progress: bool = True) -> dict[str, float]:
+    """One pass over ``loader`` in training mode.
+
+    Each batch: forward under autocast (``amp``, see ``evaluate``), NaN/inf guard on the loss,
+    backward of ``loss / grad_accum_steps`` (through ``scaler`` for fp16). Every
+    ``grad_accum_steps`` batches, and after the last one, ``optimizer_step`` (clipping to
+    ``max_grad_norm``) and, with ``scheduler_per="step"``, ``scheduler.step()``; with
+    ``"epoch"`` the scheduler steps once at the end. ``epoch`` (1-based) and ``epochs`` name the
+    epoch in the progress bar and in errors.
+
+    Returns:
+        ``{"train_loss": mean loss per batch, "samples_per_s": training throughput}``.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite (says what to change).
+    """
+    _check_loop_arguments(grad_accum_steps, scheduler_per)
+    step_fn = step_fn or classification_step()
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.train()
+    t0, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}" if epochs else f"epoch {epoch}", disable=not progress,
+               leave=False, mininterval=1.0)
+    total = len(loader) if hasattr(loader, "__len__") else None
+    for i, batch in enumerate(bar):
+        batch = to_device(batch, device)
+        with _autocast(device, amp):
+            out = step_fn(model, batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"The training loss became {loss.item()} at epoch {epoch}, batch {i + 1}. "
+                f"Lower the learning rate (now {optimizer.param_groups[0]['lr']:.3g}), set "
+                "max_grad_norm=1.0 to clip gradients, or check the inputs for NaNs.")
+        loss = loss / grad_accum_steps
+        (scaler.scale(loss) if scaler else loss).backward()
+        last_batch = total is not None and i + 1 == total
+        if (i + 1) % grad_accum_steps == 0 or last_batch:
+            optimizer_step(optimizer, scaler, max_grad_norm)
+            if scheduler is not None and scheduler_per == "step":
+                scheduler.step()
+        seen += _batch_size(batch)
+        loss_sum += float(out["loss"].detach())
+        n_batches += 1
+        if progress and n_batches % 10 == 0:
+            bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}",
+                            samples_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
+    if scheduler is not None and scheduler_per == "epoch":
+        scheduler.step()
+    seconds = time.perf_counter() - t0
+    return {"train_loss": loss_sum / max(n_batches, 1), "samples_per_s": seen / max(seconds, 1e-9)}
+
+
+class BestWeights:
+    """A CPU copy of ``model``'s weights at the best epoch so far, loaded back at the end of ``fit``."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.state = model, None
+
+    def keep(self) -> None:
+        """Copy the model's current weights (the new best)."""
+        self.state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+    def restore(self, saved: Path | None = None) -> None:
+        """Load the kept weights; none kept (the best epoch ran before a resume): those of the
+        checkpoint ``saved`` when it exists."""
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+        elif saved is not None and saved.exists():
+            load_checkpoint(saved, self.model)
+
+
+def _default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("fit: the model has no trainable parameters (all requires_grad=False). "
+                         "Unfreeze something before training.")
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def _print_epoch(epoch: int, epochs: int, row: Mapping[str, Any], improved: bool) -> None:
+    """``epoch   3/10 · train_loss 0.512 · val_loss 0.498 · … · best``: the row's float columns."""
+    shown = " · ".join(f"{k} {v:.4g}" for k, v in row.items()
+                       if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
+    print(f"epoch {epoch:>3}/{epochs} · {shown}" + (" · best" if improved else ""))
+
+
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *,
         epochs: int, optimizer: torch.optim.Optimizer | None = None,
         scheduler: Any | None = None, lr: float = 1e-3, step_fn: StepFn | None = None,
@@ -218,6 +324,10 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         progress: bool = True, scheduler_per: str = "step", restore_best: bool = True,
         verbose: bool = True) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history (one row per epoch).
+
+    Each epoch: reseed (``_seed_epoch``), ``train_one_epoch``, ``evaluate`` on ``val_loader``
+    and ``eval_fn``, let ``EarlyStopping`` judge ``metric`` (it alone keeps the best value and
+    epoch), print, and write checkpoints (``Checkpointer``).
 
     Args:
         step_fn: ``step_fn(model, batch) -> {"loss", ["logits", "labels"]}``; default
@@ -241,128 +351,45 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         DataFrame with ``epoch, train_loss, lr, [val_loss, val_acc, val_f1_macro, …],
         seconds, samples_per_s``; ``.attrs["best_epoch"]`` and ``.attrs["stopped_epoch"]``.
     """
-    if grad_accum_steps < 1:
-        raise ValueError(f"grad_accum_steps must be ≥ 1, got {grad_accum_steps}")
-    if scheduler_per not in ("step", "epoch"):
-        raise ValueError(f"scheduler_per must be 'step' or 'epoch', got {scheduler_per!r}")
+    _check_loop_arguments(grad_accum_steps, scheduler_per)
     step_fn = step_fn or classification_step()
     device = torch.device(device) if device else next(model.parameters()).device
     model.to(device)
-    if optimizer is None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("fit: the model has no trainable parameters (all requires_grad=False). "
-                             "Unfreeze something before training.")
-        optimizer = torch.optim.AdamW(params, lr=lr)
-    amp_dtype = _amp_dtype(device, amp)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    stopper = EarlyStopping(patience, mode) if patience else None
-    best_value, best_epoch, best_state = None, None, None
-
-    rows: list[dict] = []
-    start_epoch = 0
-    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-    if ckpt is not None:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        if resume and (ckpt / "last.safetensors").exists():
-            state = load_checkpoint(ckpt / "last.safetensors", model, optimizer, scheduler)
-            start_epoch, rows = state["epoch"], state["history"]
-            best_value, best_epoch = state.get("best_value"), state.get("best_epoch")
-            if stopper and state.get("early_stopping"):
-                stopper.load_state_dict(state["early_stopping"])
-            if scaler and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            if verbose:
-                print(f"Resumed from {ckpt / 'last.safetensors'} after epoch {start_epoch}/{epochs}.")
-            if state.get("stopped") or start_epoch >= epochs:
-                epochs = start_epoch  # finished before: nothing left to do
-
+    optimizer = optimizer if optimizer is not None else _default_optimizer(model, lr)
+    scaler = torch.amp.GradScaler("cuda") if _amp_dtype(device, amp) == torch.float16 else None
+    stopper = EarlyStopping(patience or None, mode)      # patience None: tracks the best, never stops
+    best_weights = BestWeights(model) if restore_best else None
+    ckpt = Checkpointer(checkpoint_dir, model, optimizer, scheduler, stopper, scaler) if checkpoint_dir else None
+    start, rows = ckpt.resume(epochs, verbose) if ckpt and resume else (0, [])
     stopped_epoch = None
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start, epochs):
         _seed_epoch(seed, epoch, train_loader)
-        model.train()
-        t0, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
-        optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, mininterval=1.0)
-        total = len(train_loader) if hasattr(train_loader, "__len__") else None
-        for i, batch in enumerate(bar):
-            batch = to_device(batch, device)
-            with _autocast(device, amp):
-                out = step_fn(model, batch)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"The training loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}. "
-                    f"Lower the learning rate (now {optimizer.param_groups[0]['lr']:.3g}), set "
-                    "max_grad_norm=1.0 to clip gradients, or check the inputs for NaNs.")
-            loss = loss / grad_accum_steps
-            (scaler.scale(loss) if scaler else loss).backward()
-            last_batch = total is not None and i + 1 == total
-            if (i + 1) % grad_accum_steps == 0 or last_batch:
-                optimizer_step(optimizer, scaler, max_grad_norm)
-                if scheduler is not None and scheduler_per == "step":
-                    scheduler.step()
-            n = _batch_size(batch)
-            seen += n
-            loss_sum += float(out["loss"].detach())
-            n_batches += 1
-            if progress and n_batches % 10 == 0:
-                bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}",
-                                samples_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
-        if scheduler is not None and scheduler_per == "epoch":
-            scheduler.step()
-        train_seconds = time.perf_counter() - t0
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1),
-                               "lr": optimizer.param_groups[0]["lr"]}
-        if val_loader is not None:
-            row.update(evaluate(model, val_loader, step_fn, device, amp))
-        if eval_fn is not None:
-            row.update(eval_fn(model))
-        row["seconds"] = time.perf_counter() - t0
-        row["samples_per_s"] = seen / max(train_seconds, 1e-9)
+        t0 = time.perf_counter()
+        train = train_one_epoch(model, train_loader, optimizer, step_fn, device=device, amp=amp, scaler=scaler,
+                                scheduler=scheduler, scheduler_per=scheduler_per, grad_accum_steps=grad_accum_steps,
+                                max_grad_norm=max_grad_norm, epoch=epoch + 1, epochs=epochs, progress=progress)
+        row = {"epoch": epoch + 1, "train_loss": train["train_loss"], "lr": optimizer.param_groups[0]["lr"],
+               **(evaluate(model, val_loader, step_fn, device, amp) if val_loader is not None else {}),
+               **(eval_fn(model) if eval_fn is not None else {}),
+               "seconds": time.perf_counter() - t0, "samples_per_s": train["samples_per_s"]}
         rows.append(row)
-
-        improved = False
-        if metric in row:
-            value = row[metric]
-            improved = best_value is None or (value > best_value if mode == "max" else value < best_value)
-            if improved:
-                best_value, best_epoch = value, epoch + 1
-                if restore_best:
-                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            if stopper:
-                stopper.step(value)
-        stop = bool(stopper and stopper.should_stop)
+        improved = metric in row and stopper.step(row[metric], epoch + 1)
+        if improved and best_weights:
+            best_weights.keep()
         if verbose:
-            shown = " · ".join(f"{k} {v:.4g}" for k, v in row.items()
-                               if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
-            print(f"epoch {epoch + 1:>3}/{epochs} · {shown}" + (" · best" if improved else ""))
-        if ckpt is not None:
-            if improved:
-                save_checkpoint(ckpt / "best.safetensors", model, epoch=epoch + 1,
-                                metric=metric, value=best_value)
-            save_checkpoint(ckpt / "last.safetensors", model, optimizer, scheduler,
-                            epoch=epoch + 1, history=rows, best_value=best_value,
-                            best_epoch=best_epoch, stopped=stop,
-                            early_stopping=stopper.state_dict() if stopper else None,
-                            scaler=scaler.state_dict() if scaler else None)
-        if stop:
+            _print_epoch(epoch + 1, epochs, row, improved)
+        if ckpt:
+            ckpt.save(epoch + 1, rows, metric, improved)
+        if stopper.should_stop:
             stopped_epoch = epoch + 1
             if verbose:
-                print(f"Early stopping after epoch {epoch + 1}: {metric} has not improved for "
-                      f"{patience} epochs (best {best_value:.4g} at epoch {best_epoch}).")
+                print(f"Early stopping after epoch {epoch + 1}: {metric} has not improved for {patience} "
+                      f"epochs (best {stopper.best:.4g} at epoch {stopper.best_epoch}).")
             break
-
-    if restore_best and best_epoch is not None:
-        if best_state is None and ckpt is not None and (ckpt / "best.safetensors").exists():
-            load_checkpoint(ckpt / "best.safetensors", model)
-        elif best_state is not None:
-            model.load_state_dict(best_state)
+    if best_weights and stopper.best_epoch is not None:
+        best_weights.restore(ckpt.best if ckpt else None)
     history = pd.DataFrame(rows)
-    history.attrs["best_epoch"] = best_epoch
-    history.attrs["stopped_epoch"] = stopped_epoch
-    history.attrs["metric"] = metric
+    history.attrs.update(best_epoch=stopper.best_epoch, stopped_epoch=stopped_epoch, metric=metric)
     return history
 
 
@@ -484,6 +511,60 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module,
         scheduler.load_state_dict(json.loads(meta["scheduler"]))
     return json.loads(meta.get("state", "{}"))
 
+class Checkpointer:
+    """The checkpoints of one ``fit`` run in ``directory`` (created if missing).
+
+    * ``last.safetensors``, after every epoch: weights, optimizer, scheduler, and the state
+      ``epoch, history, best_value, best_epoch, stopped, early_stopping, scaler``;
+    * ``best.safetensors``, when the tracked metric improved: weights and
+      ``epoch, metric, value``.
+
+    Both are written atomically (``save_checkpoint``). ``stopper`` owns the best value and
+    epoch written into them; ``resume`` loads ``last`` back into every object given here.
+    """
+
+    def __init__(self, directory: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: Any | None = None, stopper: EarlyStopping | None = None,
+                 scaler: "torch.amp.GradScaler | None" = None):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.last, self.best = self.directory / "last.safetensors", self.directory / "best.safetensors"
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.stopper = stopper if stopper is not None else EarlyStopping(None)
+        self.scaler = scaler
+
+    def resume(self, epochs: int, verbose: bool = True) -> tuple[int, list[dict]]:
+        """Continue from ``last.safetensors`` if there is one.
+
+        Returns:
+            ``(first epoch to run (0-based), history rows so far)``: ``(0, [])`` without a
+            checkpoint; ``epochs`` or more when the saved run had finished or stopped early.
+        """
+        if not self.last.exists():
+            return 0, []
+        state = load_checkpoint(self.last, self.model, self.optimizer, self.scheduler)
+        if state.get("early_stopping"):
+            self.stopper.load_state_dict(state["early_stopping"])
+        else:                    # saved without early stopping: only the best value and epoch
+            self.stopper.best, self.stopper.best_epoch = state.get("best_value"), state.get("best_epoch")
+            self.stopper.epoch = state["epoch"]
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if verbose:
+            print(f"Resumed from {self.last} after epoch {state['epoch']}/{epochs}.")
+        return (max(state["epoch"], epochs) if state.get("stopped") else state["epoch"]), state["history"]
+
+    def save(self, epoch: int, history: list[dict], metric: str, improved: bool) -> None:
+        """After ``epoch`` (1-based): ``best.safetensors`` if ``improved``, then ``last.safetensors``."""
+        stopper = self.stopper
+        if improved:
+            save_checkpoint(self.best, self.model, epoch=epoch, metric=metric, value=stopper.best)
+        save_checkpoint(self.last, self.model, self.optimizer, self.scheduler,
+                        epoch=epoch, history=history, best_value=stopper.best, best_epoch=stopper.best_epoch,
+                        stopped=stopper.should_stop,
+                        early_stopping=stopper.state_dict() if stopper.patience is not None else None,
+                        scaler=self.scaler.state_dict() if self.scaler is not None else None)
+
 
 # --------------------------------------------------------------------------- losses
 def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
@@ -531,11 +612,19 @@ def backbone_parameter_names(model: nn.Module) -> set[str]:
 
 
 def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_steps: int,
-                                num_training_steps: int, weight_decay: float = 0.01):
-    """AdamW with two parameter groups and a cosine schedule with linear warm-up.
+                                num_training_steps: int, weight_decay: float = 0.01,
+                                backbone_lr_scale: float = 0.1):
+    """AdamW over the trainable parameters and a cosine schedule with linear warm-up.
 
-    * ``backbone`` group (pretrained weights): ``learning_rate * 0.1``;
+    With ``backbone_lr_scale != 1`` there are two parameter groups:
+
+    * ``backbone`` group (pretrained weights, see ``backbone_parameter_names``):
+      ``learning_rate * backbone_lr_scale`` (0.1 by default: small steps keep what
+      pretraining learnt);
     * ``head`` group (new classifier / fusion layers): ``learning_rate``.
+
+    ``backbone_lr_scale=1.0`` (a backbone trained from scratch: nothing to protect) gives one
+    group, ``all``, with one learning rate for every weight.
 
     Frozen parameters (``requires_grad=False``) are left out; after unfreezing, call this
     again to build groups that include the newly trainable weights.
@@ -547,18 +636,23 @@ def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_s
 
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if not backbone_lr_scale > 0:
+        raise ValueError(f"backbone_lr_scale must be > 0, got {backbone_lr_scale}: 0.1 for a pretrained "
+                         "backbone (a tenth of the head's rate), 1.0 for one rate for every weight. To keep "
+                         "the backbone unchanged, freeze it (requires_grad=False) instead.")
     if not 0 <= warmup_steps <= num_training_steps:
         raise ValueError(f"need 0 ≤ warmup_steps ≤ num_training_steps, got warmup_steps="
                          f"{warmup_steps}, num_training_steps={num_training_steps}")
-    backbone = backbone_parameter_names(model)
-    groups = {"backbone": [], "head": []}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            groups["backbone" if name in backbone else "head"].append(param)
-    param_groups = [
-        {"name": "backbone", "params": groups["backbone"], "lr": learning_rate * 0.1},
-        {"name": "head", "params": groups["head"], "lr": learning_rate},
-    ]
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if backbone_lr_scale == 1.0:
+        param_groups = [{"name": "all", "params": [p for _, p in trainable], "lr": learning_rate}]
+    else:
+        backbone = backbone_parameter_names(model)
+        param_groups = [
+            {"name": "backbone", "params": [p for n, p in trainable if n in backbone],
+             "lr": learning_rate * backbone_lr_scale},
+            {"name": "head", "params": [p for n, p in trainable if n not in backbone], "lr": learning_rate},
+        ]
     param_groups = [g for g in param_groups if g["params"]]
     if not param_groups:
         raise ValueError("the model has no trainable parameters; unfreeze the head or backbone first")

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lab_utils.training import (CheckpointError, EarlyStopping, classification_step, evaluate, fit,
-                                load_checkpoint, save_checkpoint)
+from lab_utils.training import (CheckpointError, Checkpointer, EarlyStopping, _seed_epoch, classification_step,
+                                evaluate, fit, get_optimizer_and_scheduler, load_checkpoint, save_checkpoint,
+                                train_one_epoch)
 
 
 def blobs(n=256, seed=0):
@@ -212,3 +213,129 @@ def test_a_shared_loader_generator_gives_the_same_run_whatever_ran_before():
     fresh = run(DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(123)))
     for p, q in zip(after.parameters(), fresh.parameters()):
         assert torch.equal(p, q)
+
+
+def test_fit_is_its_pieces_seed_then_train_one_epoch():
+    """One epoch of fit = _seed_epoch, then train_one_epoch: the same weights, the same loss."""
+    train, val = loaders()
+    a, b = mlp(dropout=0.2), mlp(dropout=0.2)
+    hist = fit(a, train, val, epochs=1, optimizer=torch.optim.SGD(a.parameters(), lr=0.1), seed=3,
+               progress=False, verbose=False, restore_best=False)
+    _seed_epoch(3, 0, train)
+    out = train_one_epoch(b, train, torch.optim.SGD(b.parameters(), lr=0.1), progress=False)
+    assert set(out) == {"train_loss", "samples_per_s"} and out["samples_per_s"] > 0
+    assert out["train_loss"] == hist["train_loss"].item()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="grad_accum_steps must be ≥ 1, got 0"):
+        train_one_epoch(b, train, torch.optim.SGD(b.parameters(), lr=0.1), grad_accum_steps=0)
+
+
+def test_early_stopping_without_patience_tracks_the_best_and_never_stops():
+    stopper = EarlyStopping(None, mode="min")
+    assert [stopper.step(v, epoch=e) for e, v in ((1, 0.9), (2, 0.5), (3, 0.7), (4, 0.8), (5, 0.95))] == \
+        [True, True, False, False, False]
+    assert (stopper.best, stopper.best_epoch, stopper.bad_epochs) == (0.5, 2, 3) and not stopper.should_stop
+    with pytest.raises(ValueError, match="mode must be 'max'.*or 'min'.*got 'best'"):
+        EarlyStopping(None, mode="best")
+
+
+def test_early_stopping_alone_decides_the_best_epoch(monkeypatch, capsys):
+    """fit keeps no best of its own: the epoch EarlyStopping calls best is the one fit reports,
+    marks and restores, with or without patience."""
+    import lab_utils.training as T
+
+    class ThirdIsBest(EarlyStopping):
+        def step(self, value, epoch=None):
+            self.epoch = epoch
+            if epoch == 3:
+                self.best, self.best_epoch = float(value), epoch
+            return epoch == 3
+
+    monkeypatch.setattr(T, "EarlyStopping", ThirdIsBest)
+    snapshots = []
+
+    def snapshot(m):
+        snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
+        return {}
+    train, val = loaders()
+    model = mlp()
+    hist = fit(model, train, val, epochs=5, lr=0.05, eval_fn=snapshot, progress=False)
+    assert hist.attrs["best_epoch"] == 3 and hist.attrs["stopped_epoch"] is None
+    marked = [line.split("/")[0].split()[-1] for line in capsys.readouterr().out.splitlines() if "· best" in line]
+    assert marked == ["3"]
+    for k, v in model.state_dict().items():                 # the third epoch's weights came back
+        assert torch.equal(v, snapshots[2][k])
+
+
+def test_checkpointer_round_trip_and_resume(tmp_path):
+    model, train = mlp(), loaders()[0]
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    stopper = EarlyStopping(3, mode="min")
+    ckpt = Checkpointer(tmp_path / "run", model, opt, sched, stopper)
+    assert ckpt.resume(epochs=4) == (0, [])                 # nothing saved yet: start afresh
+    history = []
+    for epoch, value in ((1, 0.8), (2, 0.6), (3, 0.7)):
+        train_one_epoch(model, train, opt, scheduler=sched, scheduler_per="epoch", progress=False)
+        history.append({"epoch": epoch, "val_loss": value})
+        ckpt.save(epoch, history, "val_loss", stopper.step(value, epoch))
+    assert load_checkpoint(ckpt.best, mlp()) == {"epoch": 2, "metric": "val_loss", "value": 0.6}
+
+    other = mlp(seed=5)
+    opt2 = torch.optim.AdamW(other.parameters(), lr=0.01)
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=1, gamma=0.5)
+    stopper2 = EarlyStopping(3, mode="min")
+    start, rows = Checkpointer(tmp_path / "run", other, opt2, sched2, stopper2).resume(epochs=4, verbose=False)
+    assert (start, rows) == (3, history)
+    assert stopper2.state_dict() == stopper.state_dict() == {"best": 0.6, "best_epoch": 2, "bad_epochs": 1, "epoch": 3}
+    assert sched2.state_dict() == sched.state_dict()
+    for p, q in zip(model.parameters(), other.parameters()):
+        assert torch.equal(p, q)
+
+    # saved without patience: the best still comes back (from best_value / best_epoch)
+    tracker = EarlyStopping(None)
+    plain = Checkpointer(tmp_path / "plain", model, opt, stopper=tracker)
+    plain.save(1, history[:1], "val_f1_macro", tracker.step(0.5, 1))
+    assert load_checkpoint(plain.last, mlp())["early_stopping"] is None
+    again = EarlyStopping(None)
+    assert Checkpointer(tmp_path / "plain", mlp(), torch.optim.AdamW(mlp().parameters()),
+                        stopper=again).resume(epochs=2, verbose=False) == (1, history[:1])
+    assert (again.best, again.best_epoch) == (0.5, 1)
+
+
+def test_checkpointer_says_a_stopped_run_is_finished(tmp_path, capsys):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    stopper = EarlyStopping(1)
+    ckpt = Checkpointer(tmp_path, model, opt, stopper=stopper)
+    for epoch, value in ((1, 0.9), (2, 0.8)):
+        ckpt.save(epoch, [], "val_f1_macro", stopper.step(value, epoch))
+    assert stopper.should_stop
+    assert Checkpointer(tmp_path, model, opt, stopper=EarlyStopping(1)).resume(epochs=10)[0] >= 10
+    assert f"Resumed from {tmp_path / 'last.safetensors'} after epoch 2/10." in capsys.readouterr().out
+
+
+class TwoPart(nn.Module):
+    backbone_modules = ("vit",)
+
+    def __init__(self):
+        super().__init__()
+        self.vit, self.head = nn.Linear(4, 4), nn.Linear(4, 2)
+
+
+def test_backbone_lr_scale():
+    model = TwoPart()
+    opt, _ = get_optimizer_and_scheduler(model, 1e-3, 0, 10)           # default 0.1
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert list(groups) == ["backbone", "head"]
+    assert groups["backbone"]["initial_lr"] == pytest.approx(1e-4) and groups["head"]["initial_lr"] == 1e-3
+    opt, _ = get_optimizer_and_scheduler(model, 1e-3, 0, 10, backbone_lr_scale=0.5)
+    assert [g["initial_lr"] for g in opt.param_groups] == pytest.approx([5e-4, 1e-3])
+
+    opt, sched = get_optimizer_and_scheduler(model, 1e-3, 0, 10, backbone_lr_scale=1.0)   # from scratch
+    assert [g["name"] for g in opt.param_groups] == ["all"] and opt.param_groups[0]["initial_lr"] == 1e-3
+    assert opt.param_groups[0]["params"] == list(model.parameters())   # every weight, in model order
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=rf"backbone_lr_scale must be > 0, got {bad}: 0\.1 for a pretrained"):
+            get_optimizer_and_scheduler(model, 1e-3, 0, 10, backbone_lr_scale=bad)
