@@ -169,7 +169,7 @@ def test_corrupt_checkpoint_named_and_previous_survives_failed_write(tmp_path, m
     with pytest.raises(CheckpointError, match=r"broken\.safetensors is corrupt or truncated"):
         load_checkpoint(truncated, mlp())
 
-    import lab_utils.training as T
+    import lab_utils.checkpoints as T                     # where the file is written
 
     def failing_save(tensors, filename, metadata=None):
         with open(filename, "wb") as f:

@@ -38,7 +38,8 @@ from ..metrics import recall_at_k
 from ..models.clip import (_MINILM_ALIASES, CLIP, DEFAULT_VIT, IMAGE_BACKBONES, IMAGE_ENCODERS, CLIPImageEncoder,
                            ViTImageEncoder, _check_backbone, create_clip_model)
 from ..paths import checkpoints_dir, configs_dir, rel
-from ..training import CheckpointError, contrastive_loss, fit, load_checkpoint, save_checkpoint
+from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ..training import contrastive_loss, fit
 
 __all__ = [
     "RECIPES", "clip_settings", "describe_recipe", "clip_model_from_config", "CLIPStep", "train_clip",
