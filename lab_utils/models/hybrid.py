@@ -44,16 +44,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.transforms import NORMALIZATION
 from .clip import to_pixels
 from .clip_names import (CLIP_RESNET_NAMES, CLIP_SHORT_NAMES, is_open_clip_name, lab_checkpoint_file,  # noqa: F401
                          resolve_clip_name)
+from .fer import make_fer_head
 from .pretrained import (PretrainedUnavailable, _hub_reachable, _offline, count_parameters,
                          is_local_dir, load_pretrained, quick_vit_config)
+from .vit import pool_tokens
 
-#: How each branch normalises its input (transformers' ViT and CLIP image processors).
-VIT_MEAN, VIT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: How each branch normalises its input (transformers' ViT and CLIP image processors): the
+#: lab's one table of these constants, ``lab_utils.data.transforms.NORMALIZATION``.
+VIT_MEAN, VIT_STD = NORMALIZATION["vit"]
+CLIP_MEAN, CLIP_STD = NORMALIZATION["clip"]
 
 
 FUSION_METHODS = ("concat", "attention")     # the config's fusion.method
@@ -283,14 +286,6 @@ def _cached_open_clip_weights(cfg: Mapping) -> str | None:
 
 
 # --------------------------------------------------------------------------- the model
-def classifier_head(in_dim: int, num_classes: int, dropout: float = 0.1) -> nn.Sequential:
-    """The FER head, laid out as ``models.fer.make_fer_head``'s: LayerNorm → Dropout →
-    Linear(d, d/2) → GELU → Dropout(p/2) → Linear(d/2, C)."""
-    hidden = max(in_dim // 2, num_classes)
-    return nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden),
-                         nn.GELU(), nn.Dropout(dropout / 2), nn.Linear(hidden, num_classes))
-
-
 class HybridViTCLIP(nn.Module):
     """ViT (trained) + frozen CLIP image features, fused by concatenation or attention.
 
@@ -358,7 +353,7 @@ class HybridViTCLIP(nn.Module):
         # CLIP-only baseline is always a linear probe.
         self.classifier = (nn.Linear(self.feature_dim, num_classes)
                            if head == "linear" or fusion == "clip_only"
-                           else classifier_head(self.feature_dim, num_classes, dropout))
+                           else make_fer_head(self.feature_dim, num_classes, dropout))
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -431,7 +426,7 @@ class HybridViTCLIP(nn.Module):
         if self.vit is not None:
             if pixel_values_vit is None:
                 raise ValueError(f"fusion={self.fusion!r} needs pixel_values_vit")
-            out["vit"] = self.vit(pixel_values=pixel_values_vit).last_hidden_state[:, 0]  # [CLS] (B, H)
+            out["vit"] = pool_tokens(self.vit(pixel_values=pixel_values_vit).last_hidden_state)  # [CLS] (B, H)
         if self.clip is not None:
             if clip_embeds is None:
                 if pixel_values_clip is None:

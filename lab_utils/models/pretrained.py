@@ -53,20 +53,20 @@ def _offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connection attempt to the hub (``HF_ENDPOINT``), so that a machine without
-    network fails in seconds instead of retrying downloads."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """One TCP connection attempt to ``url``'s host, so that a machine without network fails
+    in seconds instead of retrying downloads."""
+    parsed = urlparse(url)
     try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
             return True
     except OSError:
         return False
 
 
-def _torchvision_weights_host(url: str) -> tuple[str, int]:
-    parsed = urlparse(url)
-    return parsed.hostname or "download.pytorch.org", parsed.port or 443
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers (``reachable``)."""
+    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
 
 
 def resnet_weights(backbone: str):
@@ -86,13 +86,9 @@ def resnet_weights(backbone: str):
     if _offline():
         raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not in the torch hub cache "
                                     f"({cached}) and HF_HUB_OFFLINE=1 says this machine is offline. {how}")
-    host, port = _torchvision_weights_host(weights.url)
-    try:
-        with socket.create_connection((host, port), timeout=3.0):
-            pass
-    except OSError:
+    if not reachable(weights.url):
         raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not cached ({cached}) and "
-                                    f"{host} cannot be reached from this machine. {how}") from None
+                                    f"{urlparse(weights.url).hostname} cannot be reached from this machine. {how}")
     return weights
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "EncoderBlock",
     "VisionTransformer",
     "ViTOutput",
+    "pool_tokens",
     "attention_rollout",
 ]
 
@@ -257,6 +258,22 @@ class EncoderBlock(nn.Module):
 # ─────────────────────────────────────────────────────────────────────────────
 # 3. The whole model
 # ─────────────────────────────────────────────────────────────────────────────
+POOLINGS = ("cls", "mean")
+
+
+def pool_tokens(last_hidden_state: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
+    """One vector per image from a ViT's tokens: ``[B, 1+N, D] -> [B, D]``.
+
+    ``"cls"``: the [CLS] token (position 0), which attention filled with what the head needs;
+    ``"mean"``: the average of the N patch tokens (the [CLS] token left out).
+    """
+    if pooling == "cls":
+        return last_hidden_state[:, 0]
+    if pooling == "mean":
+        return last_hidden_state[:, 1:].mean(dim=1)
+    raise ValueError(f"pooling {pooling!r} is not supported; allowed: {', '.join(map(repr, POOLINGS))}")
+
+
 @dataclass
 class ViTOutput:
     """What :class:`VisionTransformer` returns.
@@ -314,7 +331,7 @@ class VisionTransformer(nn.Module):
                  hidden_dropout_prob: float = 0.0, attention_probs_dropout_prob: float = 0.0,
                  num_classes: int = 0, pooling: str = "cls", head_dim: int | None = None) -> None:
         super().__init__()
-        if pooling not in ("cls", "mean"):
+        if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r} is not supported; allowed: 'cls', 'mean'")
         self.config = SimpleNamespace(
             image_size=_pair(image_size), patch_size=int(patch_size), num_channels=int(num_channels),
@@ -401,7 +418,7 @@ class VisionTransformer(nn.Module):
             x, probs = block(x, output_attentions)  # [B, 1+N, D], [B, h, 1+N, 1+N] | None
             attentions.append(probs)
         x = self.norm(x)  # [B, 1+N, D]
-        pooled = x[:, 0] if self.config.pooling == "cls" else x[:, 1:].mean(dim=1)  # [B, D]
+        pooled = pool_tokens(x, self.config.pooling)  # [B, D]
         logits = self.head(pooled) if self.head is not None else None  # [B, K]
         return ViTOutput(last_hidden_state=x, pooled=pooled, logits=logits,
                          attentions=tuple(attentions) if output_attentions else None)
