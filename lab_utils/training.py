@@ -18,6 +18,7 @@ import copy
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -540,3 +541,51 @@ def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_s
     optimizer = torch.optim.AdamW(param_groups, lr=learning_rate, weight_decay=weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, num_training_steps)
     return optimizer, scheduler
+
+
+# --------------------------------------------------------------------------- one variant, trained and tested
+@dataclass
+class Variant:
+    """What ``train_variant`` returns: the trained ``model`` (best epoch restored), its
+    ``history`` (``fit``'s DataFrame), the training ``seconds``, and with ``test=True`` its test
+    ``logits`` ``(N, C)`` and ``labels`` ``(N,)`` (on the CPU)."""
+
+    model: nn.Module
+    history: pd.DataFrame
+    seconds: float
+    logits: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    def scores(self, num_classes: int | None = None) -> dict[str, float]:
+        """``{"accuracy", "f1_macro"}`` on the test set."""
+        if self.logits is None:
+            raise ValueError("this variant was not tested: train_variant(..., test=True) and a 'test' loader")
+        pred = self.logits.argmax(1)
+        return {"accuracy": M.accuracy(self.labels, pred),
+                "f1_macro": M.macro_f1(self.labels, pred, num_classes or self.logits.shape[1])}
+
+
+def train_variant(model: nn.Module, loaders: Mapping[str, Iterable], step_fn: StepFn, *, epochs: int,
+                  learning_rate: float, weight_decay: float = 0.01, warmup_fraction: float = 0.1,
+                  backbone_lr_scale: float = 0.1, seed: int = 0, device: torch.device | str | None = None,
+                  test: bool = True, **fit_options: Any) -> Variant:
+    """Train one variant of an experiment the way notebooks 03-05 compare them, and test it:
+    ``get_optimizer_and_scheduler`` (AdamW; cosine schedule after ``warmup_fraction`` of the
+    steps of linear warm-up), ``fit`` on ``loaders["train"]`` / ``loaders["val"]`` (quietly;
+    ``fit_options`` such as ``patience=3`` pass through), then ``predict`` on ``loaders["test"]``.
+
+    The loop over variants stays in the notebook; this is the plumbing of one iteration."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.to(device)
+    steps = epochs * len(loaders["train"])
+    optimizer, scheduler = get_optimizer_and_scheduler(model, learning_rate, int(warmup_fraction * steps), steps,
+                                                       weight_decay, backbone_lr_scale)
+    t0 = time.perf_counter()
+    history = fit(model, loaders["train"], loaders.get("val"), epochs=epochs, optimizer=optimizer,
+                  scheduler=scheduler, step_fn=step_fn, device=device, seed=seed, progress=False,
+                  verbose=False, **fit_options)
+    seconds = time.perf_counter() - t0
+    if not test:
+        return Variant(model, history, seconds)
+    logits, labels = predict(model, loaders["test"], step_fn, device)
+    return Variant(model, history, seconds, logits, labels)

@@ -5,12 +5,15 @@ trained and measured.
 * ``fer_step`` — ``fit``'s step for dict batches, with paired RGB + thermal flips;
 * ``extract_features`` + ``feature_step`` — train a head on a frozen backbone's cached features;
 * ``lr_schedule_table`` — the learning rate of each parameter group, step by step;
-* ``saved_activation_bytes`` / ``measure_checkpointing`` — what gradient checkpointing saves.
+* ``saved_activation_bytes`` / ``measure_checkpointing`` — what gradient checkpointing saves;
+* ``standin_backbone`` — the quick profile's stand-in for a pretrained ViT (notebook 04).
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -179,3 +182,33 @@ def measure_checkpointing(model: _FERBase, batch: Mapping[str, torch.Tensor], st
     if device.type == "cuda":
         out["peak_gpu_MB"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     return out
+
+
+def standin_backbone(cfg: Mapping, step_fn: Callable, data_seed: int, folder: str | os.PathLike) -> tuple[str, bool]:
+    """The quick profile's stand-in for ImageNet-21k pretraining: a small ViT trained from
+    scratch for ``cfg.train.pretrain_epochs`` epochs on 2,800 synthetic faces of 200 people
+    no split of notebook 04 contains (``data_seed``), saved once with ``save_pretrained`` in
+    ``folder`` and reused after that. Returns ``(folder, trained_now)``.
+
+    Everything trains at one learning rate (``backbone_lr_scale=1.0``: nothing pretrained to
+    protect); the schedule is the notebook's (cosine after 10 % warm-up, weight decay 0.05)."""
+    from ..config import seed_everything
+    from ..data import SynthFER, subject_split
+    from ..data.fer_data import make_loaders
+    from ..models.fer import ViTForFER
+    from ..models.pretrained import quiet_transformers
+    from ..training import train_variant
+
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return str(folder), False
+    source = SynthFER(2800, cfg["data"]["image_size"], seed=data_seed)
+    loaders = make_loaders(dict(zip(("train", "val"), subject_split(source, (0.85, 0.15), seed=1))), 64)
+    seed_everything(cfg["seed"])
+    model = ViTForFER(cfg["model"]["model_name"], cfg["model"]["num_classes"], pooling=cfg["model"]["pooling"])
+    train_variant(model, loaders, step_fn, epochs=cfg["train"]["pretrain_epochs"],
+                  learning_rate=cfg["train"]["learning_rate"], weight_decay=0.05, backbone_lr_scale=1.0,
+                  test=False)
+    with quiet_transformers():                   # no "Writing model shards" progress bar
+        model.vit.save_pretrained(folder)
+    return str(folder), True
