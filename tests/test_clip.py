@@ -215,7 +215,7 @@ def test_tiny_clip_text_tower_through_full_profile(tiny_clip):
 
     enc = CLIPTextEncoder(tiny_clip, profile="full")
     assert enc.kind == "clip" and enc.projection is None and enc.max_length == 40
-    assert all(not p.requires_grad for p in enc.parameters())          # seed 003: text side all frozen
+    assert all(not p.requires_grad for p in enc.parameters())          # the asymmetric recipe: text side all frozen
     tokens = enc.tokenize(["a happy face", "a sad face"])
     ref = CLIPTextModelWithProjection.from_pretrained(tiny_clip).eval()
     with torch.no_grad():

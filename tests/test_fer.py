@@ -1,5 +1,5 @@
 """ViTForFER, early / late fusion, the optimizer groups and schedule, gradient checkpointing
-(lab_utils.models.fer, seed 001). Tiny ViTs saved with save_pretrained into tmp_path stand
+(lab_utils.models.fer). Tiny ViTs saved with save_pretrained into tmp_path stand
 in for google/vit-base-patch16-224-in21k: the full profile's loading path, offline."""
 import math
 
