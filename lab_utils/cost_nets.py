@@ -33,21 +33,23 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 
 class Net:
-    """A model as a notebook runs it: ``build()`` makes it (called on the meta device) and
+    """A model as a notebook runs it: ``build()`` makes it (called on the meta device, or on
+    ``device``) and
     ``inputs(B)`` gives one batch of its forward's arguments (a tuple, or a dict of keywords).
     ``flops(kind)``: FLOPs per item of a ``"forward"`` pass or a ``"train"`` step (forward +
     backward through the weights that require grad), from one counted step, remembered."""
 
     BATCH = 4   # any batch gives the same FLOPs per item (nothing here depends on B)
 
-    def __init__(self, name: str, build: Callable[[], nn.Module], inputs: Callable[[int], tuple | dict]):
-        self.name, self.build, self.inputs = name, build, inputs
+    def __init__(self, name: str, build: Callable[[], nn.Module], inputs: Callable[[int], tuple | dict],
+                 device: str = "meta"):
+        self.name, self.build, self.inputs, self.device = name, build, inputs, device
         self._flops: dict[str, float] | None = None
 
     def _count(self) -> dict[str, float]:
         from torch.utils.flop_counter import FlopCounterMode
 
-        with torch.device("meta"):
+        with torch.device(self.device):
             model = self.build()
             args = self.inputs(self.BATCH)
         model.train()    # dropout and batch norm count no FLOPs: train and eval forwards cost the same
@@ -262,7 +264,11 @@ def text_tower_net(kind: str, tokens: int = CAPTION_TOKENS) -> Net:
             return T.DistilBertModel(T.DistilBertConfig())
         small = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
         return T.BertModel(T.BertConfig(**(small if kind == "minilm" else {})), add_pooling_layer=False)
-    return Net(f"text tower ({kind})", build, lambda b: (torch.zeros(b, tokens, dtype=torch.long),))
+    # Counted on the CPU: transformers 4.x's BERT-like models inspect their mask and ids with
+    # .item() calls the meta device cannot answer (same count, a second or two of real work).
+    return Net(f"text tower ({kind})", build, lambda b: {"input_ids": torch.zeros(b, tokens, dtype=torch.long),
+                                                        "attention_mask": torch.ones(b, tokens, dtype=torch.long)},
+               device="cpu")
 
 
 def text_features_key(settings: Mapping[str, Any]) -> tuple[str, str]:

@@ -159,11 +159,12 @@ def test_print_estimate_names_this_gpu(capsys, monkeypatch, name, shown):
 
 
 # --------------------------------------------------------------------------- notebook 02's two models, notebook 03's branch
-def _counted(build, inputs, train: bool) -> float:
-    """FLOPs per item of one step, counted here without ``cost.Net``: meta device, batch 2."""
+def _counted(build, inputs, train: bool, device: str = "meta") -> float:
+    """FLOPs per item of one step, counted here without ``cost.Net``: meta device (text towers:
+    the CPU, as transformers 4.x inspects their ids), batch 2."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.device("meta"):
+    with torch.device(device):
         model, x = build(), inputs(2)
     with FlopCounterMode(display=False) as counter:
         out = model(*x)
@@ -205,7 +206,8 @@ def test_notebook_02_counts_the_main_model_and_the_compared_vit_and_distilbert(f
     vit_train, vit_forward = _counted(vit, images, True), _counted(vit, images, False)
     assert vit_forward == pytest.approx(analytic_vit_forward(S) + 2 * 768 * 512, rel=0.01)
     bert = _counted(lambda: DistilBertModel(DistilBertConfig()),
-                    lambda b: (torch.zeros(b, C.CAPTION_TOKENS, dtype=torch.long),), False)
+                    lambda b: (torch.zeros(b, C.CAPTION_TOKENS, dtype=torch.long),
+                               torch.ones(b, C.CAPTION_TOKENS, dtype=torch.long)), False, device="cpu")
     compare = (E * (train // B) * B * vit_train + (E + 2) * test * vit_forward + (captions + test) * bert)
     assert e["flops"] == pytest.approx(main + compare, rel=1e-6)
     assert sum(p["flops"] for p in e["passes"] if p["what"].startswith("compare")) == pytest.approx(compare, rel=1e-6)
