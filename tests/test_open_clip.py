@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from lab_utils.models.hybrid import (CLIP_RESNET_NAMES, FrozenCLIPBranch, HybridViTCLIP,
+from lab_utils.models.hybrid import (CLIP_RESNET_NAMES, HybridViTCLIP,
                                      is_open_clip_name, load_clip_branch, open_clip_branch,
                                      resolve_clip_name)
 from lab_utils.models.pretrained import PretrainedUnavailable
