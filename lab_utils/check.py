@@ -14,9 +14,12 @@ Two kinds of check
   formula against the library. These hold for any weights and always fail loudly.
 * **learning outcomes** (``outcome=True``): "a metric above a bar". They hold for the
   weights and data the notebook was written for. With ``LAB_OUTCOME_CHECKS=report``
-  (set by ``make rehearsal``, whose stand-in models have random weights) a failed outcome
-  check prints a ``⚠`` line and is recorded in ``outputs/<notebook>/outcome_checks.json``
-  instead of stopping the notebook. Unset (or ``fail``), it raises like any other check.
+  (set by ``make rehearsal``, whose stand-in models have random weights, and by
+  ``benchmarks/robustness.py``) a failed outcome check prints a ``⚠`` line instead of
+  stopping the notebook, and every outcome check, held or not, is recorded in
+  ``outputs/<notebook>/outcome_checks.json`` as ``{"claim", "held", "detail"}``: the
+  benchmark counts over seeds how often each claim holds. Unset (or ``fail``), a failed
+  outcome check raises like any other check.
 """
 from __future__ import annotations
 
@@ -39,22 +42,32 @@ def outcome_mode() -> str:
     return mode
 
 
-def _report_outcome(message: str) -> None:
-    """Print a reported (not raised) outcome failure and append it to the notebook's record."""
+def _record_outcome(claim: str, held: bool, detail: str) -> None:
+    """Append one outcome check to ``outputs/<notebook>/outcome_checks.json`` (report mode)."""
     from .paths import outputs_dir
 
-    print(f"⚠ {message} (learning outcome, reported: LAB_OUTCOME_CHECKS=report)")
     path = outputs_dir(os.environ.get("LAB_NOTEBOOK") or None) / "outcome_checks.json"
     record = json.loads(path.read_text()) if path.exists() else []
-    record.append(message)
+    record.append({"claim": claim, "held": bool(held), "detail": detail})
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
-def _fail(message: str, hint: str | None, outcome: bool = False) -> bool:
-    """Raise ``AssertionError``; for an outcome check in report mode, report and return."""
+def _outcome(held: bool, claim: str, failure: str, hint: str | None, outcome: bool) -> bool:
+    """Settle one check: ``True`` when it held. A failed structural check (or outcome check
+    outside report mode) raises; in report mode every outcome check is recorded and a failed
+    one prints ``⚠`` instead of raising."""
     if outcome and outcome_mode() == "report":
-        _report_outcome(f"✗ {message}")
-        return True
+        _record_outcome(claim, held, f"✓ {claim}" if held else f"✗ {failure}")
+        if not held:
+            print(f"⚠ ✗ {failure} (learning outcome, reported: LAB_OUTCOME_CHECKS=report)")
+        return held
+    if not held:
+        _fail(failure, hint)
+    return True
+
+
+def _fail(message: str, hint: str | None) -> None:
+    """Raise ``AssertionError`` with the message and the next step."""
     raise AssertionError(f"✗ {message}" + (f"\n  → {hint}" if hint else ""))
 
 
@@ -62,10 +75,8 @@ def check(condition: bool, message: str, hint: str | None = None, *, outcome: bo
     """Print ``✓ message`` when ``condition`` holds, else raise with ``message`` and ``hint``.
 
     ``outcome=True`` marks a learning-outcome check (see the module docstring)."""
-    if not bool(condition):
-        if _fail(message, hint, outcome):
-            return
-    print(f"✓ {message}")
+    if _outcome(bool(condition), message, message, hint, outcome):
+        print(f"✓ {message}")
 
 
 def check_shape(tensor: torch.Tensor, shape: Sequence[int], what: str = "tensor") -> None:
@@ -102,7 +113,5 @@ def check_between(value: float, low: float | None = None, high: float | None = N
         bound = f"≥ {low:g}"
     else:
         bound = f"≤ {high:g}"
-    if not ok:
-        if _fail(f"{what} = {value:.4g}, expected {bound}", hint, outcome):
-            return
-    print(f"✓ {what} {bound}")
+    if _outcome(ok, f"{what} {bound}", f"{what} = {value:.4g}, expected {bound}", hint, outcome):
+        print(f"✓ {what} {bound}")

@@ -316,7 +316,8 @@ def run_scenario(workdir: Path, scenario: str, notebooks: list[str] | None = Non
     rows = json.loads(summary.read_text()) if summary.exists() else []
     for row in rows:
         record = clone / "outputs" / row["notebook"] / "outcome_checks.json"
-        row["outcome_reports"] = json.loads(record.read_text()) if record.exists() else []
+        checks = json.loads(record.read_text()) if record.exists() else []
+        row["outcome_reports"] = [c["detail"] for c in checks if not c["held"]]   # the failed ones
         row["scenario"] = scenario
     return rows
 
