@@ -437,3 +437,35 @@ def test_moved_names_still_import_from_models_fer():
     assert old.make_loaders is fer_data.make_loaders and old.fer_step is recipes.fer_step
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         old.nope
+
+
+def test_modality_attention_matches_a_hand_computation_and_starts_as_concat():
+    from lab_utils.models.fer import ModalityAttention
+    torch.manual_seed(0)
+    att = ModalityAttention(8, num_heads=2)
+    tokens = torch.randn(3, 2, 8)
+    out = att(tokens)
+    assert out.shape == (3, 16)
+    # by hand, head by head: scores = q_k · K(token + embed)_k / √d, softmax over the 2 modalities
+    keys = att.key(tokens + att.modality_embed)                                   # (3, 2, 8)
+    expected = []
+    for m in range(2):
+        parts = []
+        for k in range(2):
+            sl = slice(4 * k, 4 * k + 4)
+            s = torch.stack([keys[:, j, sl] @ att.query[k] for j in range(2)], 1) / 2.0   # (3, 2)
+            parts.append(2 * s.softmax(1)[:, m:m + 1] * tokens[:, m, sl])
+        expected.append(torch.cat(parts, 1))
+    assert torch.allclose(out, torch.cat(expected, 1), atol=1e-6)
+    assert torch.allclose(att.last_weights.sum(1), torch.ones(3))
+    # a zero query gives every modality weight 1/2: the output is exactly [f_rgb ; f_thermal]
+    with torch.no_grad():
+        att.query.zero_()
+    assert torch.allclose(att(tokens), tokens.flatten(1)) and torch.allclose(att.last_weights, torch.full((3, 2), 0.5))
+
+
+def test_late_attention_fusion_head_sees_both_modalities_in_their_own_slots(vit_dir):
+    model = LateFusionViT(vit_dir, fusion_type="attention", fusion_layer="feature", profile="full").eval()
+    assert model.classifier[2].in_features == 2 * H       # [w_rgb·f_rgb ; w_th·f_th], not their sum
+    with pytest.raises(ValueError, match="not divisible by num_heads=5"):
+        LateFusionViT(vit_dir, fusion_type="attention", num_heads=5, profile="full")

@@ -13,9 +13,9 @@
   (both halves = W/2, so a thermal image equal to its RGB image reproduces the pretrained
   stem exactly); ``add`` sums the two images into the 3-channel embedding.
 * ``LateFusionViT`` — two ViT encoders, one per modality. ``fusion_layer="feature"``: their
-  features are combined (``concat``, or ``attention``: a learned query attends over the two
-  modality tokens, and the weights it gives each modality are kept for plots) before one
-  head. ``fusion_layer="prediction"``: each encoder has its own head and the logits are
+  features are combined (``concat``, or ``attention``: a learned query weighs the two
+  modality tokens per face and scales each in its own slot; the weights are kept for plots)
+  before one head. ``fusion_layer="prediction"``: each encoder has its own head and the logits are
   averaged (``concat``) or mixed with learned modality weights (``attention``).
 * ``create_multimodal_vit_model`` — builds any of the above from ``mode`` /
   ``fusion_strategy`` / ``fusion_type`` / ``fusion_layer`` (``VALID_COMBINATIONS``).
@@ -52,7 +52,7 @@ VALID_COMBINATIONS: dict[tuple, str] = {
     ("combined", "early", "concat", None): "one ViT, 6-channel input (RGB ‖ thermal)",
     ("combined", "early", "add", None): "one ViT, input = RGB + thermal",
     ("combined", "late", "concat", "feature"): "two ViTs, [f_rgb ; f_thermal] → one head",
-    ("combined", "late", "attention", "feature"): "two ViTs, attention over the two features → one head",
+    ("combined", "late", "attention", "feature"): "two ViTs, attention-weighted [f_rgb ; f_thermal] → one head",
     ("combined", "late", "concat", "prediction"): "two ViTs with their own heads, logits averaged",
     ("combined", "late", "attention", "prediction"): "two ViTs with their own heads, learned logit weights",
 }
@@ -85,7 +85,7 @@ def _check_choice(value: Any, allowed: Sequence, what: str) -> None:
 
 
 def make_fer_head(hidden_size: int, num_classes: int = 7, dropout_rate: float = 0.1) -> nn.Sequential:
-    """Seed 001's classifier head: ``(B, h) → (B, num_classes)``.
+    """The FER head: ``(B, h) → (B, num_classes)``.
 
     LayerNorm(h) → Dropout(p) → Linear(h, h // 2) → GELU → Dropout(p / 2) → Linear(h // 2, C).
     """
@@ -360,27 +360,48 @@ class EarlyFusionViT(_FERBase):
 
 
 class ModalityAttention(nn.Module):
-    """Attention pooling over modality tokens: a learned query attends over ``(B, M, h)``
-    features with multi-head attention → ``(B, h)``; ``last_weights`` (B, M) holds how much
-    the query attended to each modality (averaged over heads; each row sums to 1)."""
+    """Attention over modality tokens that keeps each modality in its own slot.
 
-    def __init__(self, hidden_size: int, num_heads: int = 4):
+    ``forward(tokens (B, M, h)) → (B, M·h)``. Per head ``k`` (``h/heads`` numbers each), a
+    learned query scores every modality token — ``q_k · K(token + modality embedding) / √d``
+    — and a softmax over the ``M`` modalities turns the scores into weights ``w (B, heads, M)``.
+    Each token's head-``k`` slice is scaled by ``M · w[:, k, m]`` and the scaled tokens are
+    concatenated::
+
+        [f_rgb ; f_thermal] (B, 2, h) ─ K ─ scores (B, heads, 2) ─ softmax ─ w
+        out = [2·w_rgb ⊙ f_rgb ; 2·w_thermal ⊙ f_thermal]                    (B, 2h)
+
+    The query starts near 0, so every weight starts at 1/M and the output starts as the plain
+    concatenation (late concat); training moves the weights face by face. The usual attention
+    *pooling* — the weighted *sum* of the tokens, ``(B, h)`` — puts RGB and thermal numbers into
+    the same ``h`` slots, so the head cannot tell which modality a number came from, and each
+    encoder gets only its weight's share of the gradient; on the lab's data it trailed even the
+    single modalities (``benchmarks/README.md``).
+
+    ``last_weights`` (B, M): the weights of the last forward pass averaged over the heads;
+    each row sums to 1.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int = 4, num_modalities: int = 2):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden size {hidden_size} is not divisible by num_heads={num_heads}")
-        self.query = nn.Parameter(torch.zeros(1, 1, hidden_size))
-        self.modality_embed = nn.Parameter(torch.zeros(1, 2, hidden_size))   # which token is which
+        self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
+        self.query = nn.Parameter(torch.zeros(num_heads, self.head_dim))
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.modality_embed = nn.Parameter(torch.zeros(1, num_modalities, hidden_size))   # which token is which
         nn.init.trunc_normal_(self.query, std=0.02)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
-        self.attn = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        tokens = tokens + self.modality_embed[:, : tokens.shape[1]]
-        query = self.query.expand(tokens.shape[0], -1, -1)
-        out, weights = self.attn(query, tokens, tokens, need_weights=True, average_attn_weights=True)
-        self.last_weights = weights[:, 0].detach()                 # (B, M)
-        return out[:, 0]
+        B, M, h = tokens.shape
+        keys = self.key(tokens + self.modality_embed[:, :M]).view(B, M, self.num_heads, self.head_dim)
+        scores = torch.einsum("bmkd,kd->bkm", keys, self.query) / self.head_dim ** 0.5   # (B, heads, M)
+        weights = scores.softmax(dim=-1)                                                 # (B, heads, M)
+        self.last_weights = weights.mean(dim=1).detach()                                 # (B, M)
+        scale = (M * weights).transpose(1, 2).repeat_interleave(self.head_dim, dim=2)   # (B, M, h)
+        return (tokens * scale).flatten(1)                                               # (B, M·h)
 
 
 class LateFusionViT(_FERBase):
@@ -389,7 +410,8 @@ class LateFusionViT(_FERBase):
     ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``.
 
     * ``fusion_layer="feature"``: ``concat`` → ``[f_rgb ; f_th]`` (B, 2h) → head;
-      ``attention`` → ``ModalityAttention`` over the two features (B, 2, h) → (B, h) → head.
+      ``attention`` → ``ModalityAttention``: per-face weights over the two features scale
+      each one in its own slot, (B, 2, h) → (B, 2h) → head.
     * ``fusion_layer="prediction"``: one head per encoder; ``concat`` averages the two
       logit vectors, ``attention`` mixes them with learned weights ``softmax(w)`` (2,).
 
@@ -424,7 +446,7 @@ class LateFusionViT(_FERBase):
                              f"{self.thermal_vit.config.hidden_size} (thermal)")
         if fusion_layer == "feature":
             self.fusion = ModalityAttention(h, num_heads) if fusion_type == "attention" else nn.Identity()
-            self.classifier = make_fer_head(h if fusion_type == "attention" else 2 * h, num_classes, dropout_rate)
+            self.classifier = make_fer_head(2 * h, num_classes, dropout_rate)
         else:
             self.rgb_head = make_fer_head(h, num_classes, dropout_rate)
             self.thermal_head = make_fer_head(h, num_classes, dropout_rate)
@@ -448,7 +470,7 @@ class LateFusionViT(_FERBase):
         if self.fusion_layer == "feature":
             if self.fusion_type == "concat":
                 return self.classifier(torch.cat([f_rgb, f_th], dim=-1))           # (B, 2h) → (B, C)
-            fused = self.fusion(torch.stack([f_rgb, f_th], dim=1))                  # (B, 2, h) → (B, h)
+            fused = self.fusion(torch.stack([f_rgb, f_th], dim=1))                  # (B, 2, h) → (B, 2h)
             self._last_weights = self.fusion.last_weights
             return self.classifier(fused)
         logits = torch.stack([self.rgb_head(f_rgb), self.thermal_head(f_th)], dim=1)  # (B, 2, C)
