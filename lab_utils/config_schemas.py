@@ -87,7 +87,10 @@ SCHEMAS["model"] = {
     "vit": {"model_name": Field(str, doc="hub id or local directory of a ViTModel")},
     "clip": {"model_name": _CLIPModelName(str, doc="OpenAI short name (ViT-B/32, RN50 …), hub id, local dir "
                                                    "or notebook 02 checkpoint")},
-    "fusion": {"method": Field(str, choices=("concat", "attention"))},
+    "fusion": {"method": Field(str, choices=("concat", "attention")),
+               "modality_dropout": Field(float, default=0.0, low=0, high=1, high_open=True,
+                                         doc="share of training images whose CLIP feature is hidden"),
+               "aux_weight": Field(float, default=0.0, low=0, doc="weight of the auxiliary ViT-only loss")},
     "batch_size": Field(int, low=1),
     "learning_rate": Field(float, low=0, low_open=True),
     "epochs": Field(int, low=1),

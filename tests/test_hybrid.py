@@ -61,12 +61,12 @@ def images(batch: int = 4, size: int = 40) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- config
-def test_defaults_are_seed_000s():
+def test_defaults_are_the_documented_ones():
     cfg = load_config(MODEL_YML, profile="full")
     assert cfg.to_dict() == {
         "vit": {"model_name": "google/vit-base-patch16-224-in21k"},
         "clip": {"model_name": "ViT-B/32"},
-        "fusion": {"method": "concat"},
+        "fusion": {"method": "concat", "modality_dropout": 0.0, "aux_weight": 0.0},
         "batch_size": 32, "learning_rate": 2e-5, "epochs": 10, "patience": 3,
         "val_split": 0.2, "seed": 42,
     }
@@ -280,6 +280,61 @@ def test_one_training_step_moves_vit_and_head_but_not_clip():
     for key, value in model.clip.state_dict().items():
         assert torch.equal(value, clip_before[key]), key
     assert not torch.equal(model.vit.embeddings.patch_embeddings.projection.weight, vit_before)
+
+
+def test_modality_dropout_hides_clip_features_in_training_only():
+    model = tiny_hybrid("concat")
+    model = HybridViTCLIP(model.vit, model.clip, NUM_CLASSES, fusion="concat", modality_dropout=0.5)
+    x = images(batch=64, size=32)
+    pv_vit, pv_clip = model.preprocess(x)
+    torch.manual_seed(0)
+    clip_part = model.train().features(pv_vit, pv_clip)["fused"][:, model.vit_dim:]      # (64, D)
+    hidden = (clip_part == 0).all(1)
+    assert 16 < int(hidden.sum()) < 48                      # about half of the images, drawn per image
+    assert (clip_part[~hidden] != 0).any(1).all()           # the others keep their whole CLIP feature
+    with torch.no_grad():
+        evaluated = model.eval().features(pv_vit, pv_clip)["fused"][:, model.vit_dim:]
+    assert not (evaluated == 0).all(1).any()                # never at evaluation
+
+
+def test_aux_weight_adds_the_vit_only_loss_in_training():
+    import torch.nn.functional as F
+    base = tiny_hybrid("concat")
+    model = HybridViTCLIP(base.vit, base.clip, NUM_CLASSES, fusion="concat", aux_weight=0.5)
+    x, labels = images(batch=8, size=32), torch.arange(8) % NUM_CLASSES
+    pv_vit, pv_clip = model.preprocess(x)
+    batch = {"pixel_values_vit": pv_vit, "pixel_values_clip": pv_clip, "label": labels}
+    model.train()
+    torch.manual_seed(0)
+    out = hybrid_step()(model, batch)
+    f = model.features(pv_vit, pv_clip)
+    expected = F.cross_entropy(model.classifier(f["fused"]), labels) + 0.5 * F.cross_entropy(model.aux_head(f["vit"]), labels)
+    torch.testing.assert_close(out["loss"], expected)
+    out["loss"].backward()
+    assert model.aux_head.weight.grad is not None           # the auxiliary head trains …
+    model.eval()
+    torch.testing.assert_close(hybrid_step()(model, batch)["loss"], F.cross_entropy(model(pv_vit, pv_clip), labels))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(modality_dropout=1.0), r"modality_dropout=1.0 must be in \[0, 1\)"),
+    (dict(aux_weight=-0.1), "aux_weight=-0.1 must be ≥ 0"),
+    (dict(fusion="vit_only", aux_weight=0.5), "fusion='vit_only' has one branch"),
+])
+def test_remedy_arguments_are_checked(kwargs, match):
+    base = tiny_hybrid("concat")
+    with pytest.raises(ValueError, match=match):
+        HybridViTCLIP(base.vit, base.clip, NUM_CLASSES, **{"fusion": "concat", **kwargs})
+
+
+def test_from_config_passes_the_remedies_to_fusions_only(tmp_path):
+    text = MODEL_YML.read_text().replace("modality_dropout: 0.0", "modality_dropout: 0.3").replace("aux_weight: 0.0", "aux_weight: 0.5")
+    cfg = load_config(write_config(tmp_path, text), profile="quick")
+    clip = FrozenCLIPBranch.from_hf(tiny_clip_vision())
+    fused = HybridViTCLIP.from_config(cfg, NUM_CLASSES, clip=clip, profile="quick", verbose=False)
+    assert (fused.modality_dropout, fused.aux_weight) == (0.3, 0.5) and fused.aux_head is not None
+    probe = HybridViTCLIP.from_config(cfg, NUM_CLASSES, fusion="clip_only", clip=clip, profile="quick", verbose=False)
+    assert (probe.modality_dropout, probe.aux_weight, probe.aux_head) == (0.0, 0.0, None)
 
 
 def test_cached_clip_embeddings_give_the_same_logits():

@@ -21,6 +21,17 @@ and a fusion module combines the two before one classifier:
   mean-pooled ``(B, H)`` → classifier. The attention weights are kept
   (``last_attention``) so a notebook can show how much each branch is attended to.
 
+Two remedies for **modality imbalance** (the frozen CLIP features fit the training set
+before the ViT has learnt anything, and the ViT then gets little gradient), both off by
+default and both used only in training:
+
+* ``modality_dropout=p`` — hide the CLIP feature of a share ``p`` of the training images
+  (replaced by 0, the training mean once ``standardize_clip`` has run): for those images the
+  classifier has only the ViT to go on;
+* ``aux_weight=λ`` — an auxiliary linear classifier on the ViT feature alone
+  (``aux_head``); ``hybrid_step`` adds ``λ ·`` its cross-entropy to the loss, so the ViT
+  must become useful on its own.
+
 For comparisons the same class also builds the two single-branch baselines
 (``fusion="vit_only"``: ViT + the same classifier; ``fusion="clip_only"``: a linear probe
 on the frozen CLIP embedding).
@@ -300,6 +311,9 @@ class HybridViTCLIP(nn.Module):
         head: ``"linear"`` (default: one linear layer on the fused features, the same for
             every variant, so that comparisons measure the features) or ``"mlp"`` (the FER
             head: LayerNorm → Dropout → Linear(d, d/2) → GELU → Dropout → Linear).
+        modality_dropout: share of training images whose CLIP feature is hidden, in [0, 1)
+            (fusions only; 0 = off).
+        aux_weight: weight of the auxiliary ViT-only loss, ≥ 0 (fusions only; 0 = off).
 
     ``forward(pixel_values_vit, pixel_values_clip)`` → logits ``(B, num_classes)``; each
     branch gets its own preprocessing (``preprocess(images)`` gives both).
@@ -314,7 +328,8 @@ class HybridViTCLIP(nn.Module):
     backbone_modules = ("vit",)  # for lab_utils.training.get_optimizer_and_scheduler
 
     def __init__(self, vit: nn.Module | None, clip: FrozenCLIPBranch | None, num_classes: int,
-                 fusion: str = "concat", num_heads: int = 4, dropout: float = 0.1, head: str = "linear"):
+                 fusion: str = "concat", num_heads: int = 4, dropout: float = 0.1, head: str = "linear",
+                 modality_dropout: float = 0.0, aux_weight: float = 0.0):
         super().__init__()
         allowed = FUSION_METHODS + BASELINES
         if fusion not in allowed:
@@ -324,7 +339,16 @@ class HybridViTCLIP(nn.Module):
             raise ValueError(f"fusion={fusion!r} needs a ViT branch (vit=None given).")
         if fusion != "vit_only" and clip is None:
             raise ValueError(f"fusion={fusion!r} needs a CLIP branch (clip=None given).")
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout={modality_dropout} must be in [0, 1): the share of training "
+                             "images whose CLIP feature is hidden (0 = off; 0.3 is a usual value).")
+        if aux_weight < 0:
+            raise ValueError(f"aux_weight={aux_weight} must be ≥ 0 (0 = no auxiliary ViT loss; 0.5 is a usual value).")
+        if (modality_dropout or aux_weight) and fusion not in FUSION_METHODS:
+            raise ValueError(f"modality_dropout / aux_weight fight modality imbalance in a fusion; fusion={fusion!r} "
+                             f"has one branch. Use them with {' or '.join(map(repr, FUSION_METHODS))}.")
         self.fusion, self.num_classes = fusion, int(num_classes)
+        self.modality_dropout, self.aux_weight = float(modality_dropout), float(aux_weight)
         self.vit = vit if fusion != "clip_only" else None
         self.clip = clip if fusion != "vit_only" else None
         self.vit_dim = self.vit.config.hidden_size if self.vit is not None else 0
@@ -354,6 +378,8 @@ class HybridViTCLIP(nn.Module):
         self.classifier = (nn.Linear(self.feature_dim, num_classes)
                            if head == "linear" or fusion == "clip_only"
                            else make_fer_head(self.feature_dim, num_classes, dropout))
+        # the auxiliary ViT-only classifier (training signal only; predictions use `classifier`)
+        self.aux_head = nn.Linear(self.vit_dim, num_classes) if aux_weight else None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -365,7 +391,8 @@ class HybridViTCLIP(nn.Module):
 
         Args:
             config: ``load_config("configs/model.yml")`` (uses ``vit.model_name``,
-                ``clip.model_name``, ``fusion.method``).
+                ``clip.model_name``, ``fusion.method``, ``fusion.modality_dropout``,
+                ``fusion.aux_weight``).
             num_classes: number of classes (7 for FER).
             fusion: override ``fusion.method`` (e.g. ``"vit_only"`` for a baseline).
             profile: ``"quick"`` / ``"full"``; default ``get_profile()``.
@@ -377,6 +404,9 @@ class HybridViTCLIP(nn.Module):
         from transformers import ViTModel
 
         fusion = fusion or config["fusion"]["method"]
+        if fusion in FUSION_METHODS:    # the remedies the config asks for (fusions only)
+            for key in ("modality_dropout", "aux_weight"):
+                kwargs.setdefault(key, config["fusion"].get(key, 0.0))
         vit = None
         if fusion != "clip_only":
             vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
@@ -436,6 +466,9 @@ class HybridViTCLIP(nn.Module):
                 raise ValueError(f"clip_embeds has {clip_embeds.shape[-1]} dims; this CLIP branch gives {self.clip_dim}")
             out["clip"] = clip_embeds.detach()                                            # (B, D)
         clip_feat = (out["clip"] - self.clip_shift) * self.clip_scale if "clip" in out else None
+        if self.training and self.modality_dropout and clip_feat is not None:
+            hidden = torch.rand(len(clip_feat), 1, device=clip_feat.device) < self.modality_dropout   # (B, 1)
+            clip_feat = clip_feat.masked_fill(hidden, 0.0)        # 0 = the training mean once standardised
         if self.fusion == "concat":
             out["fused"] = torch.cat([out["vit"], clip_feat], dim=-1)                      # (B, H + D)
         elif self.fusion == "attention":
@@ -500,14 +533,19 @@ def hybrid_step(label_key: str = "label"):
     """A ``step_fn`` for ``lab_utils.training.fit``: dict batches with ``label`` and the
     inputs: ``image`` (stored images, preprocessed here for the ViT branch, on the batch's
     device) or ``pixel_values_vit``; ``clip_embeds`` (cached) or ``pixel_values_clip``.
-    Cross-entropy loss."""
+    Cross-entropy loss; in training, plus ``model.aux_weight`` × the auxiliary ViT-only
+    classifier's cross-entropy when the model has one."""
     def step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pixel_values_vit = batch.get("pixel_values_vit")
         if "image" in batch and getattr(model, "vit", None) is not None:
             pixel_values_vit = model.preprocess_vit(batch["image"])                    # (B, 3, S, S)
-        logits = model(pixel_values_vit, batch.get("pixel_values_clip"), clip_embeds=batch.get("clip_embeds"))
-        loss = F.cross_entropy(logits.float(), batch[label_key])
-        return {"loss": loss, "logits": logits.detach(), "labels": batch[label_key]}
+        f = model.features(pixel_values_vit, batch.get("pixel_values_clip"), clip_embeds=batch.get("clip_embeds"))
+        logits = model.classifier(f["fused"])                                          # (B, C)
+        labels = batch[label_key]
+        loss = F.cross_entropy(logits.float(), labels)
+        if model.training and getattr(model, "aux_head", None) is not None:
+            loss = loss + model.aux_weight * F.cross_entropy(model.aux_head(f["vit"]).float(), labels)
+        return {"loss": loss, "logits": logits.detach(), "labels": labels}
     return step
 
 
