@@ -161,8 +161,9 @@ def plan_02(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
 def plan_03(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) -> tuple[list[Pass], str]:
     """Notebook 03: synthetic faces (as its data cell sets them: 2,800 at 32 px quick, 4,200 at
     224 px full), CLIP embeddings of every face and its mirror once (through the branch
-    ``clip.model_name`` names: ``clip_branch_spec``), four variants trained up to ``epochs``
-    (early stopping may end sooner), validation every epoch, test once."""
+    ``clip.model_name`` names: ``clip_branch_spec``), four variants and three remedies of the
+    config's fusion (section 8) trained up to ``epochs`` (early stopping may end sooner),
+    validation every epoch, test once."""
     faces, size = (2800, 32) if profile == "quick" else (4200, 224)
     keep = 0.8
     n = dict(sizes or split_sizes(faces, (keep * (1 - cfg["val_split"]), keep * cfg["val_split"], 0.2),
@@ -171,10 +172,12 @@ def plan_03(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     name = str(cfg["clip"]["model_name"])
     clip = clip_branch_net(profile, name)
     passes = [Pass("frozen CLIP branch: every face and its mirror, once", clip, "forward", 2 * sum(n.values()))]
-    for fusion in ("vit_only", "clip_only", "concat", "attention"):
-        net = hybrid_net(profile, fusion, size, name)
-        passes += [Pass(f"{fusion}: up to {E} epochs", net, "train", E * n["train"]),
-                   Pass(f"{fusion}: validation each epoch + test", net, "forward", E * n["val"] + n["test"])]
+    method = cfg["fusion"]["method"]
+    remedies = [f"{method} + {r}" for r in ("modality dropout", "auxiliary ViT loss", "ViT trained alone first")]
+    for variant in ("vit_only", "clip_only", "concat", "attention", *remedies):
+        net = hybrid_net(profile, variant.split(" + ")[0], size, name)
+        passes += [Pass(f"{variant}: up to {E} epochs", net, "train", E * n["train"]),
+                   Pass(f"{variant}: validation each epoch + test", net, "forward", E * n["val"] + n["test"])]
     passes.append(Pass("t-SNE and attention figures", hybrid_net(profile, "attention", size, name), "forward", 2 * 600))
     return passes, f"synthetic faces: {_fmt(n, 'images')} at {size} px"
 
