@@ -200,8 +200,8 @@ def test_flags_identical_solutions_missing_notebooks_and_crashes():
 
 # --------------------------------------------------------------------------- make grade, end to end
 def _class(folder: Path) -> None:
-    """alice: notebook 01 solved; bob: patchify without the permute; carol: deleted the config
-    cell (the notebook crashes); dave: handed in no lab notebook."""
+    """alice: notebook 01 solved; bob: patchify without the permute; carol: alice's solutions, but
+    she deleted the config cell (the notebook crashes); dave: handed in no lab notebook."""
     solved = nbformat.read(ROOT / "notebooks" / "01_vit_patching.ipynb", as_version=4)
     for cell in solved.cells:
         if cell.cell_type == "code":
@@ -244,7 +244,8 @@ def test_make_grade_reports_a_class(tmp_path):
 
     alice = rows["alice"]
     assert (alice["01_vit_patching"], alice[patch], alice[cls], alice["exercise points"], alice["out of"]) == ("ok", 2, 1, 3, 3)
-    assert 0 <= alice["01_vit_patching: val_acc"] <= 1 and alice["flags"] == ""
+    assert 0 <= alice["01_vit_patching: val_acc"] <= 1
+    assert alice["flags"] == "01_vit_patching: exercise solutions identical to carol"   # both kept the lab's solutions
 
     bob = rows["bob"]                       # the wrong exercise costs its points, the notebook still runs
     assert (bob["01_vit_patching"], bob[patch], bob[cls]) == ("ok", 0, 1)
@@ -254,7 +255,8 @@ def test_make_grade_reports_a_class(tmp_path):
     carol = rows["carol"]                   # crashed, but her exercises are still graded
     assert carol["01_vit_patching"].startswith("failed: cell ") and "NameError: name 'cfg' is not defined" in carol["01_vit_patching"]
     assert (carol[patch], carol[cls]) == (2, 1)
-    assert "01_vit_patching did not run" in carol["flags"]
+    assert carol["flags"].startswith("01_vit_patching did not run (failed: cell ")
+    assert carol["flags"].endswith("; 01_vit_patching: exercise solutions identical to alice")
     assert pd_isnan(carol.get("01_vit_patching: val_acc"))
 
     dave = rows["dave"]
