@@ -151,6 +151,25 @@ def test_student_edition_stubs_solutions_hides_tests_and_clears_outputs(tmp_path
     assert all(by_id[c.id].source == c.source for c in original.cells if "exercise" not in c.metadata.get("tags", []))
 
 
+def test_solutions_are_found_even_when_an_editor_dropped_the_cell_metadata():
+    solved = nbformat.read(ROOT / "notebooks" / "01_vit_patching.ipynb", as_version=4)
+    student = nbformat.from_dict(json.loads(json.dumps(solved)))
+    for cell in student.cells:
+        cell.metadata = {}
+        if cell.get("id") == "ex01-patchify-solution":
+            cell.source = cell.source.replace("x.permute(0, 2, 4, 1, 3, 5)", "x.permute(0, 2, 4, 3, 5, 1)")
+    student.cells = [c for c in student.cells if c.get("id") != "ex01-cls-positions-solution"]
+    extract = exercise_extract(solved, solutions_from=student)
+    by_id = {c.id: c for c in extract.cells}
+    assert [c.id for c in extract.cells] == ["ex01-patchify-task", "ex01-patchify-solution", "ex01-patchify-tests",
+                                             "ex01-cls-positions-task", "ex01-cls-positions-solution",
+                                             "ex01-cls-positions-tests"]
+    assert "x.permute(0, 2, 4, 3, 5, 1)" in by_id["ex01-patchify-solution"].source
+    assert by_id["ex01-cls-positions-solution"].source == STUB               # deleted: nothing to grade
+    assert by_id["ex01-patchify-tests"].source == next(c for c in solved.cells if c.get("id") == "ex01-patchify-tests").source
+    assert by_id["ex01-patchify-tests"].metadata["nbgrader"]["points"] == 2
+
+
 def test_submissions_are_found_by_notebook_number(tmp_path):
     for name in ("ann/Copy of 01_vit_patching.ipynb", "ann/notes.ipynb", "ben/02_clip_contrastive (1).ipynb",
                  "cid/README.txt"):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -71,8 +72,36 @@ def _checked(result: dict, what: str) -> dict:
 
 
 def is_exercise_cell(cell: nbformat.NotebookNode) -> bool:
-    """A cell tagged ``exercise`` or carrying nbgrader marks."""
-    return EXERCISE_TAG in cell.get("metadata", {}).get("tags", []) or "nbgrader" in cell.get("metadata", {})
+    """A cell tagged ``exercise`` or carrying nbgrader marks, or (for a notebook whose cell
+    metadata an editor dropped) a test cell, recognised by its import of the checks."""
+    meta = cell.get("metadata", {})
+    return (EXERCISE_TAG in meta.get("tags", []) or "nbgrader" in meta
+            or (cell.get("cell_type") == "code" and "lab_utils.grading.exercises" in cell.get("source", "")))
+
+
+_DEF = re.compile(r"^def (\w+)\(", re.MULTILINE)
+
+
+def student_solutions(student_nb: nbformat.NotebookNode, solution_nb: nbformat.NotebookNode) -> dict[str, str]:
+    """``{grade_id: source}`` of the student's solution cells: found by their nbgrader
+    ``grade_id``, else (metadata lost on the way) by the function the exercise asks for
+    (``def my_patchify(`` …), the last cell that defines it."""
+    found: dict[str, str] = {}
+    for cell in student_nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution") and meta.get("grade_id"):
+            found[meta["grade_id"]] = cell.source
+    for cell in solution_nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        grade_id = meta.get("grade_id")
+        if not meta.get("solution") or grade_id in found:
+            continue
+        names = _DEF.findall(cell.source)
+        defining = [c.source for c in student_nb.cells if c.get("cell_type") == "code" and names
+                    and re.search(rf"^def {re.escape(names[0])}\(", c.source, re.MULTILINE)]
+        if defining:
+            found[grade_id] = defining[-1]
+    return found
 
 
 def generate_student_edition(notebooks: list[Path], root: Path) -> list[Path]:
@@ -99,16 +128,11 @@ def exercise_extract(nb: nbformat.NotebookNode, solutions_from: nbformat.Noteboo
                      ) -> nbformat.NotebookNode:
     """The exercise cells of ``nb`` as a notebook of their own (outputs cleared).
 
-    With ``solutions_from`` (a student's notebook), each solution cell's source is taken from
-    the student's cell with the same nbgrader ``grade_id``; a solution the student deleted
-    becomes ``STUB`` (it scores 0). Test cells always come from ``nb``: nbgrader restores
+    With ``solutions_from`` (a student's notebook), each solution cell's source is the
+    student's (``student_solutions``); a solution the student deleted becomes ``STUB`` (it
+    scores 0). Test cells always come from ``nb``: nbgrader restores
     their hidden parts from its gradebook anyway."""
-    student = {}
-    if solutions_from is not None:
-        for cell in solutions_from.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("solution") and meta.get("grade_id"):
-                student[meta["grade_id"]] = cell.source
+    student = student_solutions(solutions_from, nb) if solutions_from is not None else {}
     out = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
     for cell in nb.cells:
         if not is_exercise_cell(cell):
