@@ -3,6 +3,7 @@ hints typical mistakes get, nbgrader's student edition, the flags, and `make gra
 generated class (one correct, one typical mistake, one crash, one missing notebook)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,8 @@ from torch import nn
 from lab_utils.grading import exercises as X
 from lab_utils.grading.cells import EXERCISES, exercise_cells
 from lab_utils.grading.course import STUB, exercise_extract, generate_student_edition
-from lab_utils.grading.grade import (NotebookResult, class_flags, find_submissions, lab_notebooks,
-                                     robust_outliers, solution_fingerprint)
+from lab_utils.grading.grade import (NotebookResult, build_report, class_flags, find_submissions, lab_notebooks,
+                                     robust_outliers, solution_fingerprint, write_report)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,6 +216,34 @@ def test_flags_identical_solutions_missing_notebooks_and_crashes():
                             "01_vit_patching: exercise solutions identical to amy"]
     assert flags["kim"] == ["02_clip_contrastive did not run (failed: cell 9 (id 873c62b9): NameError: "
                             "name 'model' is not defined)"]
+
+
+def test_report_table_contact_sheets_and_outlier_flag(tmp_path):
+    png = tmp_path / "runs"
+    png.mkdir()
+    results = []
+    for i, (student, acc) in enumerate({"ann": 0.61, "ben": 0.64, "cat": 0.59, "dan": 0.63, "eli": 0.12}.items()):
+        figure = png / f"{student}.png"
+        figure.write_bytes(b"png")
+        metrics = {"val_acc": acc, "note": "text is not a metric"} | ({"extra": 1.0} if student == "eli" else {})
+        scores = {"ex01_patchify": {"score": 2.0 * (i % 2), "max_score": 2.0, "message": "" if i % 2 else "AssertionError: ✗ no"},
+                  "ex01_cls_positions": {"score": 1.0, "max_score": 1.0, "message": ""}}
+        results.append(NotebookResult(student, "01_vit_patching", "ok", metrics=metrics, exercises=scores,
+                                      figures={"patch_grid": str(figure)} if student != "cat" else {}))
+    report = build_report(results, ["01_vit_patching"], ignored=[])
+    write_report(report, tmp_path)
+    csv = (tmp_path / "class_report.csv").read_text().splitlines()
+    assert csv[0] == ("student,01_vit_patching,ex01_patchify (/2),ex01_cls_positions (/1),exercise points,out of,"
+                      "01_vit_patching: extra,01_vit_patching: val_acc,flags")
+    assert csv[5] == ('eli,ok,0.0,1.0,1.0,3.0,1.0,0.12,"01_vit_patching val_acc = 0.12 is far from the class '
+                      '(median 0.61, robust z = -16.5)"')
+    assert [row["flags"] == "" for row in report["rows"]] == [True, True, True, True, False]
+    page = (tmp_path / "class_report.html").read_text()
+    red = page.split("{\n  background: #fde2e1;")[0].rsplit("<style", 1)[1]     # the cells painted red
+    assert re.findall(r"_row(\d+)_col\d+", red) == ["4"] * len(csv[0].split(","))   # eli's row, every cell
+    assert "AssertionError: ✗ no" in page
+    sheet = (tmp_path / "figures" / "01_vit_patching" / "patch_grid.html").read_text()
+    assert sheet.count("<img") == 4 and sheet.count("no figure") == 1 and '../../runs/ann.png' in sheet
 
 
 # --------------------------------------------------------------------------- make grade, end to end

@@ -339,7 +339,10 @@ def build_report(results: list[NotebookResult], expected: list[str], ignored: li
 
 def write_report(report: dict, out: Path) -> None:
     """``class_report.csv``, ``class_report.html``, ``report.json`` and the contact sheets in ``out``."""
-    table = pd.DataFrame(report["rows"])
+    metrics = sorted({key for row in report["rows"] for key in row if key.split(": ")[0] in report["notebooks"]
+                      and ": " in key})
+    first = [key for key in report["rows"][0] if key not in metrics and key != "flags"] if report["rows"] else []
+    table = pd.DataFrame(report["rows"], columns=first + metrics + ["flags"])
     table.to_csv(out / "class_report.csv", index=False)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     sheets = write_contact_sheets(report, out)
