@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -176,7 +177,9 @@ def autograde(student: str, root: Path) -> dict[str, dict[str, dict]]:
     the first lines of the error a failing test cell raised (``""`` when it passed)."""
     from nbgrader.api import Gradebook
 
-    _checked(_nbgrader_api(root).autograde(EXERCISES_ASSIGNMENT, student, force=True, create=True), "autograde")
+    with warnings.catch_warnings():        # nbgrader's own SQLAlchemy session notices, not ours to act on
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        _checked(_nbgrader_api(root).autograde(EXERCISES_ASSIGNMENT, student, force=True, create=True), "autograde")
     scores: dict[str, dict[str, dict]] = {}
     with Gradebook(f"sqlite:///{(root / 'gradebook.db').resolve()}") as gradebook:
         submission = gradebook.find_submission(EXERCISES_ASSIGNMENT, student)
