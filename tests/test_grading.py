@@ -19,7 +19,7 @@ from lab_utils.grading import exercises as X
 from lab_utils.grading.cells import EXERCISES, exercise_cells
 from lab_utils.grading.course import STUB, exercise_extract, generate_student_edition
 from lab_utils.grading.grade import (NotebookResult, build_report, class_flags, find_submissions, lab_notebooks,
-                                     robust_outliers, solution_fingerprint, write_report)
+                                     robust_outliers, solution_fingerprint, stored_status, write_report)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,6 +246,34 @@ def test_report_table_contact_sheets_and_outlier_flag(tmp_path):
     assert sheet.count("<img") == 4 and sheet.count("no figure") == 1 and '../../runs/ann.png' in sheet
 
 
+def test_stored_outputs_tell_whether_a_notebook_ran():
+    ran = nbformat.read(ROOT / "notebooks" / "01_vit_patching.ipynb", as_version=4)
+    assert stored_status(ran) == ("ok", "")
+    wrong = nbformat.from_dict(json.loads(json.dumps(ran)))
+    error = nbformat.v4.new_output("error", ename="AssertionError", evalue="✗ my_patchify: wrong values", traceback=[])
+    next(c for c in wrong.cells if c.get("id") == "ex01-patchify-tests").outputs = [error]
+    assert stored_status(wrong) == ("ok", "")                           # a failed exercise is scored, not a crash
+    next(c for c in wrong.cells if c.get("id") == "f586914d").outputs = [
+        nbformat.v4.new_output("error", ename="NameError", evalue="name 'cfg' is not defined", traceback=[])]
+    index = [c.get("id") for c in wrong.cells].index("f586914d")
+    assert stored_status(wrong) == ("failed", f"cell {index} (id f586914d): NameError: name 'cfg' is not defined")
+    for cell in wrong.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    assert stored_status(wrong)[0] == "not run"
+
+
+def test_make_grade_without_a_folder_says_how_to_call_it(tmp_path):
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    stamp = tmp_path / "venv-ready"
+    stamp.touch()
+    done = subprocess.run([make, "-s", "-C", str(ROOT), "grade", f"PY={sys.executable}", f"STAMP={stamp}"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage: make grade SUBMISSIONS=<folder>" in done.stdout
+
+
 # --------------------------------------------------------------------------- make grade, end to end
 def _class(folder: Path) -> None:
     """alice: notebook 01 solved; bob: patchify without the permute; carol: alice's solutions, but
@@ -307,7 +335,7 @@ def test_make_grade_reports_a_class(tmp_path):
     assert (carol[patch], carol[cls]) == (2, 1)
     assert carol["flags"].startswith("01_vit_patching did not run (failed: cell ")
     assert carol["flags"].endswith("; 01_vit_patching: exercise solutions identical to alice")
-    assert pd_isnan(carol.get("01_vit_patching: val_acc"))
+    assert _absent(carol.get("01_vit_patching: val_acc"))
 
     dave = rows["dave"]
     assert (dave["01_vit_patching"], dave["exercise points"]) == ("missing: not handed in", 0)
@@ -324,5 +352,6 @@ def test_make_grade_reports_a_class(tmp_path):
     assert sheet.count("no figure") == 2                      # carol (crashed first) and dave
 
 
-def pd_isnan(value) -> bool:
+def _absent(value) -> bool:
+    """A metric that a crashed run never wrote: missing from the row, or NaN."""
     return value is None or value != value
