@@ -2,6 +2,7 @@
 hints typical mistakes get, nbgrader's student edition, the flags, and `make grade` on a
 generated class (one correct, one typical mistake, one crash, one missing notebook)."""
 import json
+import math
 import os
 import re
 import shutil
@@ -94,6 +95,48 @@ def _first_token(vit, clip, proj, attention):
     return attention(tokens, tokens, tokens)[0][:, 0]
 
 
+def _recall_columns(sim, k):
+    return (sim.T.topk(k, dim=1).indices == torch.arange(len(sim))[:, None]).any(dim=1).float().mean().item()
+
+
+def _recall_smallest(sim, k):
+    return (sim.topk(k, dim=1, largest=False).indices == torch.arange(len(sim))[:, None]).any(dim=1).float().mean()
+
+
+def _standardize_leaky(train, embeds):
+    return (embeds - embeds.mean(0)) / (embeds.std(0) + 1e-6)
+
+
+def _standardize_rows(train, embeds):
+    return (embeds - embeds.mean(1, keepdim=True)) / (embeds.std(1, keepdim=True) + 1e-6)
+
+
+def _standardize_no_eps(train, embeds):
+    return (embeds - train.mean(0)) / train.std(0)
+
+
+def _lr_no_warmup(step, warmup, total):
+    return 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def _lr_cosine_from_zero(step, warmup, total):
+    return step / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def _lr_unguarded(step, warmup, total):
+    ramp, progress = step / warmup, (step - warmup) / (total - warmup)      # ZeroDivisionError without a warm-up
+    return ramp if step < warmup else 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _train_vs_test(subjects_by_split):
+    return subjects_by_split["train"] & subjects_by_split["test"]
+
+
+def _with_unknown(subjects_by_split):
+    seen = [s for subjects in subjects_by_split.values() for s in subjects]
+    return {s for s in seen if seen.count(s) > 1}
+
+
 @pytest.mark.parametrize("check, wrong, kwargs, hint", [
     (X.check_contrastive_loss, _one_sided, {}, "image→text half only"),
     (X.check_contrastive_symmetric, _one_sided, {}, "symmetric loss gives the same number"),
@@ -104,8 +147,22 @@ def _first_token(vit, clip, proj, attention):
     (X.check_param_groups, _same_rate, {}, "both groups have the same rate"),
     (X.check_param_groups, _frozen_included, {"freeze_first": True}, "holds frozen weights"),
     (X.check_attention_fuse, _first_token, {}, "only the first token's output"),
+    (X.check_recall_at_k, _recall_columns, {}, "you ranked each column"),
+    (X.check_recall_at_k, _recall_smallest, {}, "the k smallest similarities"),
+    (X.check_standardize, _standardize_leaky, {}, "from the TRAINING embeddings only"),
+    (X.check_standardize, _standardize_rows, {}, "each row (image) was normalised"),
+    (X.check_standardize, _standardize_no_eps, {"constant_feature": True}, "divide by (std + 1e-6)"),
+    (X.check_lr_multiplier, _lr_no_warmup, {}, "there is no warm-up"),
+    (X.check_lr_multiplier, _lr_cosine_from_zero, {}, "already decays during the warm-up"),
+    (X.check_lr_multiplier, _lr_unguarded, {"warmup_steps": 0, "total_steps": 20}, "max(1, warmup_steps)"),
+    (X.check_leaked_subjects, _train_vs_test, {}, "compared train with test only"),
+    (X.check_leaked_subjects, _with_unknown, {"subjects_by_split": {"train": {-1, 1}, "test": {-1, 2}}},
+     "-1 means 'subject unknown'"),
 ], ids=["one-sided loss", "one-sided loss (hidden)", "W in both halves", "no permute", "no ValueError",
-        "CLS last", "one learning rate", "frozen weights", "ViT token only"])
+        "CLS last", "one learning rate", "frozen weights", "ViT token only", "recall by columns",
+        "recall of the k smallest", "test statistics", "rows standardised", "no epsilon (hidden)",
+        "no warm-up", "cosine during the warm-up", "no warm-up guard (hidden)", "train vs test only",
+        "unknown subject (hidden)"])
 def test_a_typical_mistake_fails_with_a_hint(check, wrong, kwargs, hint):
     with pytest.raises(AssertionError) as err:
         check(wrong, **kwargs)

@@ -124,6 +124,62 @@ check_contrastive_loss(my_contrastive_loss, batch=5, dim=12, scale=3.0, seed=20)
 check_contrastive_symmetric(my_contrastive_loss)
 ### END HIDDEN TESTS'''),
     Exercise(
+        "ex02_recall_at_k", "02_clip_contrastive", after="75349e22", points=1,
+        task="""### ✎ Exercise · Recall@K from a similarity matrix
+
+Write `my_recall_at_k(sim, k)`: `sim` is an `(N, N)` image × caption similarity matrix (row `i`
+= image `i`, column `j` = caption `j`, the true pairs on the diagonal). Return the
+**image → text** Recall@K: the fraction of rows whose own (diagonal) entry is among the row's
+`k` largest — the number `lab_utils.metrics.recall_at_k` reports above.
+
+*Hint:* `sim.topk(k, dim=1).indices` is `(N, k)`: the k best captions of each image. Compare it
+with each row's own index (`torch.arange(N)[:, None]`), `.any(dim=1)` per row, then average.""",
+        solution='''import torch
+
+def my_recall_at_k(sim: torch.Tensor, k: int) -> float:
+    """(N, N) similarities, true pairs on the diagonal → image→text Recall@K, a fraction in [0, 1]."""
+    ### BEGIN SOLUTION
+    top = sim.topk(k, dim=1).indices                      # (N, k): the k best captions of each image
+    own = torch.arange(sim.shape[0])[:, None]             # (N, 1): each image's own caption
+    return (top == own).any(dim=1).float().mean().item()
+    ### END SOLUTION''',
+        tests='''from lab_utils.grading.exercises import check_recall_at_k
+
+check_recall_at_k(my_recall_at_k)
+### BEGIN HIDDEN TESTS
+check_recall_at_k(my_recall_at_k, n=40, k=1, seed=21)
+check_recall_at_k(my_recall_at_k, n=15, k=5, seed=22)
+### END HIDDEN TESTS'''),
+    Exercise(
+        "ex03_standardize", "03_hybrid_vit_clip", after="50364de1", points=1,
+        task="""### ✎ Exercise · Standardise the CLIP features, with training statistics only
+
+Before fusing, the model shifts and scales each of the `d` CLIP numbers to mean 0 and std 1
+over the **training** faces (`standardize_clip` in section 5). Write
+`standardize(train_embeds, embeds)`: `(N, d)` training embeddings and any `(M, d)` embeddings →
+`(embeds − mean) / (std + 1e-6)`, with the mean and std of each feature (column) computed on
+`train_embeds`.
+
+*Hint:* `train_embeds.mean(dim=0)` and `train_embeds.std(dim=0)` are `(d,)` and broadcast over
+the rows of `embeds`. Statistics from the embeddings being transformed would let the test
+images leak into the model; the `1e-6` keeps a constant feature finite.""",
+        solution='''import torch
+
+def standardize(train_embeds: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+    """(N, d) training embeddings, (M, d) embeddings → (M, d), each feature standardised with training statistics."""
+    ### BEGIN SOLUTION
+    mean = train_embeds.mean(dim=0)                   # (d,): one per feature, training rows only
+    std = train_embeds.std(dim=0)                     # (d,)
+    return (embeds - mean) / (std + 1e-6)
+    ### END SOLUTION''',
+        tests='''from lab_utils.grading.exercises import check_standardize
+
+check_standardize(standardize)
+### BEGIN HIDDEN TESTS
+check_standardize(standardize, n_train=30, n_other=9, dim=4, seed=31)
+check_standardize(standardize, constant_feature=True, seed=32)
+### END HIDDEN TESTS'''),
+    Exercise(
         "ex03_attention_fusion", "03_hybrid_vit_clip", after="a6213fda", points=2,
         task="""### ✎ Exercise · The attention fusion's forward
 
@@ -149,6 +205,36 @@ def attention_fuse(vit_cls: torch.Tensor, clip_feat: torch.Tensor, clip_proj, at
 check_attention_fuse(attention_fuse)
 ### BEGIN HIDDEN TESTS
 check_attention_fuse(attention_fuse, batch=1, vit_dim=12, clip_dim=5, heads=3, seed=30)
+### END HIDDEN TESTS'''),
+    Exercise(
+        "ex04_lr_schedule", "04_vit_fer_finetuning", after="8b800428", points=2,
+        task="""### ✎ Exercise · Warm-up, then cosine decay
+
+Write `lr_multiplier(step, warmup_steps, total_steps)`: the factor by which the scheduler of
+`get_optimizer_and_scheduler` multiplies each group's learning rate at `step` — the curve plotted
+above. It rises linearly from 0 to 1 over the warm-up, then follows half a cosine from 1 down to 0
+at `total_steps`.
+
+*Hint:* during the warm-up (`step < warmup_steps`) it is `step / warmup_steps`; after it,
+`progress = (step − warmup_steps) / (total_steps − warmup_steps)` and the factor is
+`0.5 · (1 + cos(π · progress))`. Guard both divisions with `max(1, …)` so that
+`warmup_steps = 0` works.""",
+        solution='''import math
+
+def lr_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up from 0 to 1, then a half cosine from 1 to 0 at total_steps."""
+    ### BEGIN SOLUTION
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    ### END SOLUTION''',
+        tests='''from lab_utils.grading.exercises import check_lr_multiplier
+
+check_lr_multiplier(lr_multiplier)
+### BEGIN HIDDEN TESTS
+check_lr_multiplier(lr_multiplier, warmup_steps=0, total_steps=20)
+check_lr_multiplier(lr_multiplier, warmup_steps=3, total_steps=7)
 ### END HIDDEN TESTS'''),
     Exercise(
         "ex04_param_groups", "04_vit_fer_finetuning", after="05f23a85", points=2,
@@ -179,6 +265,31 @@ check_param_groups(two_lr_groups)
 ### BEGIN HIDDEN TESTS
 check_param_groups(two_lr_groups, learning_rate=3e-4, backbone_lr_scale=0.25)
 check_param_groups(two_lr_groups, freeze_first=True)
+### END HIDDEN TESTS'''),
+    Exercise(
+        "ex05_leaked_subjects", "05_rgb_thermal_fusion", after="2f796b25", points=1,
+        task="""### ✎ Exercise · Which subjects leak?
+
+Write `leaked_subjects(subjects_by_split)`: a dict `{split name: set of subject ids}` (any number
+of splits) → the **set** of subjects that appear in more than one split, i.e. the subjects
+`check_subject_leakage` reports above. The id `-1` means "subject unknown" and never counts.
+
+*Hint:* a subject in train and val leaks as much as one in train and test: check every pair of
+splits, or count in how many splits each subject appears (`collections.Counter` over the sets).""",
+        solution='''from collections import Counter
+
+def leaked_subjects(subjects_by_split: dict) -> set:
+    """{split: set of subjects} → the subjects found in two or more splits (-1, unknown, left out)."""
+    ### BEGIN SOLUTION
+    counts = Counter(s for subjects in subjects_by_split.values() for s in set(subjects))
+    return {s for s, n in counts.items() if n > 1 and s != -1}
+    ### END SOLUTION''',
+        tests='''from lab_utils.grading.exercises import check_leaked_subjects
+
+check_leaked_subjects(leaked_subjects)
+### BEGIN HIDDEN TESTS
+check_leaked_subjects(leaked_subjects, {"train": {-1, 1, 2, 3}, "val": {3, 4, 5}, "test": {-1, 6}})
+check_leaked_subjects(leaked_subjects, {"a": {1, 2}, "b": {2, 3}, "c": {3, 4}, "d": {4, 1, 9}})
 ### END HIDDEN TESTS'''),
     Exercise(
         "ex05_six_channel_stem", "05_rgb_thermal_fusion", after="14580c40", points=2,

@@ -16,8 +16,12 @@ exercise (notebook)          student writes                              referen
 ``patchify`` (01)            ``my_patchify(images, p)``                  ``models.patchify``
 ``tokens`` (01)              ``add_cls_and_positions(tokens, cls, pos)``  the ViT embedding formula
 ``contrastive`` (02)         ``my_contrastive_loss(img, txt, scale)``    ``training.contrastive_loss``
+``recall_at_k`` (02)         ``my_recall_at_k(sim, k)``                  ``metrics.recall_at_k``
+``standardize`` (03)         ``standardize(train_embeds, embeds)``       ``HybridViTCLIP.standardize_clip``
 ``attention_fusion`` (03)    ``attention_fuse(vit, clip, proj, attn)``   the hybrid model's forward
+``lr_schedule`` (04)         ``lr_multiplier(step, warmup, total)``      ``get_optimizer_and_scheduler``
 ``param_groups`` (04)        ``two_lr_groups(model, lr, scale)``         ``get_optimizer_and_scheduler``
+``leaked_subjects`` (05)     ``leaked_subjects(subjects_by_split)``      ``data.check_subject_leakage``
 ``six_channel_stem`` (05)    ``six_channel_stem(conv)``                   ``six_channel_patch_embedding``
 ==========================  =========================================  ==========================
 """
@@ -334,3 +338,162 @@ def check_six_channel_stem(six_channel_stem: Callable[[nn.Conv2d], nn.Conv2d], b
         ]
         _verdict(got, want, "6-channel stem on [x ; x] vs the pretrained stem on x", mistakes, atol=1e-5)
     print("✓ six_channel_stem([x ; x]) == pretrained stem(x): the pretrained scale is kept")
+
+
+# --------------------------------------------------------------------------- 02 · Recall@K
+def _similarities(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy pairs: ``(N, D)`` image and caption embeddings, row ``i`` of each belonging together."""
+    img, txt = _embeddings(n, 8, seed)
+    return img, torch.nn.functional.normalize(txt + 0.6 * torch.randn(n, 8, generator=_generator(seed + 100)), dim=-1)
+
+
+@keeps_rng
+def check_recall_at_k(my_recall_at_k: Callable[[torch.Tensor, int], float], n: int = 24, k: int = 3,
+                      seed: int = 6) -> None:
+    """``my_recall_at_k(sim (N, N), k)`` (row i = image i, column j = caption j, true pairs on the
+    diagonal) must equal the image→text Recall@K of ``lab_utils.metrics.recall_at_k``: the
+    fraction of rows whose diagonal entry is among the row's k largest."""
+    from ..metrics import recall_at_k
+
+    img, txt = _similarities(n, seed)
+    sim = img @ txt.t()
+    want = torch.tensor(recall_at_k(img, txt, torch.arange(n), ks=(k,))["image_to_text"][k])
+    got = torch.as_tensor(my_recall_at_k(sim.clone(), k)).detach().float()
+    check(got.numel() == 1, "my_recall_at_k returns one number",
+          f"got shape {tuple(got.shape)}: average the hits over the rows, Recall@K is a single fraction")
+    diagonal = torch.arange(n)
+    hit_rows = (sim.topk(k, dim=1).indices == diagonal[:, None]).any(dim=1).float().mean()
+    hit_cols = (sim.t().topk(k, dim=1).indices == diagonal[:, None]).any(dim=1).float().mean()
+    hit_low = (sim.topk(k, dim=1, largest=False).indices == diagonal[:, None]).any(dim=1).float().mean()
+    mistakes = [
+        (hit_cols, "you ranked each column (caption → images: text→image Recall@K); image→text ranks each "
+                   "row: sim.topk(k, dim=1)"),
+        (hit_low, "you took the k smallest similarities; the best captions are the k largest: "
+                  "topk(k, dim=1) (largest=True, the default) or argsort(dim=1, descending=True)[:, :k]"),
+        (hit_rows * n, "you counted the hits; Recall@K is their fraction: divide by N (the number of rows)"),
+    ]
+    _verdict(got.reshape(()), hit_rows.new_tensor(float(want)), "my_recall_at_k", mistakes, atol=1e-6)
+    print(f"✓ my_recall_at_k(sim, k={k}) == image→text R@{k} of lab_utils.metrics.recall_at_k "
+          f"on {n} pairs ({float(want):.3f})")
+
+
+# --------------------------------------------------------------------------- 03 · standardise CLIP features
+@keeps_rng
+def check_standardize(standardize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n_train: int = 12,
+                      n_other: int = 5, dim: int = 6, constant_feature: bool = False, seed: int = 7) -> None:
+    """``standardize(train_embeds (N, D), embeds (M, D))`` must return ``(embeds - mean) /
+    (std + 1e-6)`` with the per-feature (column) ``mean`` and ``std`` (torch's default,
+    N − 1) of the *training* embeddings — the affine map ``HybridViTCLIP.standardize_clip``
+    stores (``clip_shift`` = mean, ``clip_scale`` = 1 / (std + 1e-6))."""
+    g = _generator(seed)
+    train = torch.randn(n_train, dim, generator=g) * torch.linspace(0.5, 2.0, dim) + torch.linspace(-1.0, 1.0, dim)
+    other = torch.randn(n_other, dim, generator=g) * 1.5 + 0.7          # held-out images: another spread
+    if constant_feature:
+        train[:, 0] = 0.25                                              # a feature that never varies in training
+    want = (other - train.mean(0)) / (train.std(0) + 1e-6)
+    got = torch.as_tensor(standardize(train.clone(), other.clone())).detach().float()
+    check_shape(got, (n_other, dim), f"standardised embeddings ({n_other} rows of {dim} features)")
+    if constant_feature and not bool(torch.isfinite(got).all()):
+        raise AssertionError("✗ standardize: the result holds inf/NaN where a feature is constant over the training "
+                             "rows (std = 0)\n  → divide by (std + 1e-6), as standardize_clip does")
+    mistakes = [
+        ((other - other.mean(0)) / (other.std(0) + 1e-6), "the mean and std were computed from the embeddings "
+         "being transformed; they come from the TRAINING embeddings only (otherwise test images leak into the "
+         "model): train_embeds.mean(dim=0), train_embeds.std(dim=0)"),
+        ((other - other.mean(1, keepdim=True)) / (other.std(1, keepdim=True) + 1e-6), "each row (image) was "
+         "normalised; standardisation is per feature: statistics over the training rows, dim=0"),
+        ((other - train.mean(1).mean()) / (train.std() + 1e-6), "one mean and one std for all features; each of "
+         "the D features gets its own: mean(dim=0), std(dim=0)"),
+        ((other - train.mean(0)) / (train.std(0, unbiased=False) + 1e-6), "the std divides by N; torch's "
+         "default (and standardize_clip) divides by N − 1: train_embeds.std(dim=0)"),
+        ((other - train.mean(0)) * (train.std(0) + 1e-6), "you multiplied by the std; divide by (std + 1e-6)"),
+    ]
+    _verdict(got, want, "standardize", mistakes, atol=1e-4)
+    print(f"✓ standardize == (embeds − train mean) / (train std + 1e-6), per feature"
+          + (" (a constant feature stays finite)" if constant_feature else ""))
+
+
+# --------------------------------------------------------------------------- 04 · warm-up + cosine
+@keeps_rng
+def check_lr_multiplier(lr_multiplier: Callable[[int, int, int], float], warmup_steps: int = 10,
+                        total_steps: int = 50) -> None:
+    """``lr_multiplier(step, warmup_steps, total_steps)`` must give, at every step from 0 to
+    ``total_steps``, the factor that ``get_optimizer_and_scheduler``'s scheduler
+    (``transformers.get_cosine_schedule_with_warmup``) multiplies the learning rate by:
+    ``step / warmup`` during the warm-up, then ``½ (1 + cos(π · progress))`` with
+    ``progress = (step − warmup) / (total − warmup)``."""
+    import math
+
+    from ..training import get_optimizer_and_scheduler
+
+    model = _TinyFER()
+    _, scheduler = get_optimizer_and_scheduler(model, 1.0, warmup_steps, total_steps, backbone_lr_scale=1.0)
+    reference = scheduler.lr_lambdas[0]
+    steps = range(total_steps + 1)
+    want = torch.tensor([float(reference(s)) for s in steps])
+    try:
+        got = torch.tensor([float(lr_multiplier(s, warmup_steps, total_steps)) for s in steps])
+    except ZeroDivisionError:
+        raise AssertionError(f"✗ lr_multiplier(step, warmup_steps={warmup_steps}, total_steps={total_steps}) divides "
+                             "by zero\n  → with no warm-up there is nothing to ramp: divide by max(1, warmup_steps) "
+                             "(and by max(1, total_steps − warmup_steps))") from None
+    w, t = warmup_steps, total_steps
+    cos = lambda p: 0.5 * (1.0 + math.cos(math.pi * p))  # noqa: E731
+    mistakes = [
+        (torch.tensor([cos(s / t) for s in steps]), "there is no warm-up: the rate must start at 0 and rise "
+         "linearly to 1 over the first warmup_steps steps (step / warmup_steps)"),
+        (torch.tensor([s / max(1, w) if s < w else cos(s / t) for s in steps]), "the cosine already decays during "
+         "the warm-up (progress = step / total_steps); it starts when the warm-up ends: progress = (step − "
+         "warmup_steps) / (total_steps − warmup_steps)"),
+        (torch.tensor([s / max(1, w) if s < w else cos(2 * (s - w) / max(1, t - w)) for s in steps]),
+         "the cosine goes through a full period (back up to 1 at the end); it is half a period: "
+         "½ (1 + cos(π · progress)), reaching 0 at total_steps"),
+        (torch.tensor([min(1.0, (s + 1) / max(1, w)) if s < w else cos((s - w) / max(1, t - w)) for s in steps]),
+         "the warm-up is one step ahead: step 0 trains at rate 0, so the factor is step / warmup_steps"),
+    ]
+    _verdict(got, want, f"lr_multiplier over steps 0…{t} (warm-up {w})", mistakes, atol=1e-6)
+    print(f"✓ lr_multiplier == the lab's warm-up + cosine schedule at every step 0…{t} (warm-up {w} steps)")
+
+
+# --------------------------------------------------------------------------- 05 · subject leakage
+@keeps_rng
+def check_leaked_subjects(leaked_subjects: Callable[[dict], object],
+                          subjects_by_split: dict | None = None) -> None:
+    """``leaked_subjects({split name: set of subject ids})`` must return the set of subjects
+    that appear in more than one split — the keys of ``lab_utils.data.check_subject_leakage``
+    (which also ignores the unknown subject -1)."""
+    from types import SimpleNamespace
+
+    from ..data import check_subject_leakage
+
+    if subjects_by_split is None:
+        subjects_by_split = {"train": {1, 2, 3, 4, 5, 10}, "val": {5, 6, 7}, "test": {2, 7, 8, 9}}
+    given = {name: set(s) for name, s in subjects_by_split.items()}
+    want = set(check_subject_leakage({name: SimpleNamespace(subjects=sorted(s, key=str))
+                                      for name, s in given.items()}))
+    result = leaked_subjects({name: set(s) for name, s in given.items()})
+    check(isinstance(result, (set, frozenset, list, tuple, dict)), "leaked_subjects returns a set of subjects",
+          f"got {type(result).__name__}: return a set, e.g. {{2, 5, 7}}")
+    got = set(result)
+    if got == want:
+        print(f"✓ leaked_subjects finds the {len(want)} subject(s) shared by splits {sorted(given)}: {sorted(want)}")
+        return
+    names = list(given)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    in_all = set.intersection(*given.values()) if given else set()
+    train_test = given.get("train", set()) & given.get("test", set())
+    missing, extra = sorted(want - got, key=str), sorted(got - want, key=str)
+    seen = f"got {sorted(got, key=str)}, expected {sorted(want, key=str)}"
+    if -1 in got:
+        hint = "-1 means 'subject unknown': leave it out, as check_subject_leakage does"
+    elif got == train_test:
+        hint = ("you compared train with test only; a subject in train and val, or in val and test, leaks too: "
+                "check every pair of splits (or count in how many splits each subject appears)")
+    elif got == in_all:
+        hint = "you kept the subjects found in EVERY split; one shared by any two splits is already a leak"
+    elif missing and not extra and got < want and any(got == given[a] & given[b] for a, b in pairs):
+        hint = "you compared one pair of splits only; check every pair"
+    else:
+        hint = (f"missing {missing} and/or extra {extra}: a subject leaks when it appears in two or more of the "
+                "splits; count the splits each subject appears in")
+    raise AssertionError(f"✗ leaked_subjects: {seen}\n  → {hint}")
