@@ -5,6 +5,10 @@
 #   make notebooks   re-execute the notebooks in place to refresh their stored outputs
 #   make rehearsal   the full (Colab) profile end to end, offline, on stand-in models and data
 #   make compat      unit tests + rehearsal again with the oldest transformers supported (4.x)
+# and for instructors (README, "For instructors"):
+#   make student                      the student edition (exercises stubbed, hidden tests removed)
+#                                     → outputs/student/release/lab/
+#   make grade SUBMISSIONS=<folder>   grade a class (<folder>/<student>/NN_….ipynb) → outputs/grading/
 
 PYTHON ?= python3
 VENV   := .venv
@@ -21,14 +25,14 @@ export PYTHONHASHSEED := 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test unit nbval notebooks rehearsal compat venv clean
+.PHONY: lab test unit nbval notebooks rehearsal compat venv clean student grade
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-instructor.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-instructor.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -63,6 +67,17 @@ compat: $(OLDEST)/.installed
 	PYTHONPATH=$(OLDEST) $(PY) -c "import transformers; print('transformers', transformers.__version__)"
 	PYTHONPATH=$(OLDEST) $(PY) -m pytest tests -q -p no:cacheprovider
 	PYTHONPATH=$(OLDEST) $(PY) -m lab_utils.rehearsal --timeout 300
+
+# The student edition: nbgrader's generate_assignment over notebooks/ (lab_utils/grading/course.py).
+student: $(STAMP)
+	$(PY) -m lab_utils.grading student
+
+# Grade a class: run each submission (quick profile), autograde its exercises, write the report.
+SUBMISSIONS ?=
+GRADING_DIR ?= outputs/grading
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder>   (<folder>/<student>/01_….ipynb …)"; exit 2; }
+	$(PY) -m lab_utils.grading grade "$(SUBMISSIONS)" --out "$(GRADING_DIR)" $(GRADE_FLAGS)
 
 clean:
 	rm -rf outputs/*/ .pytest_cache
