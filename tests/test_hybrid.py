@@ -312,6 +312,9 @@ def test_aux_weight_adds_the_vit_only_loss_in_training():
     torch.testing.assert_close(out["loss"], expected)
     out["loss"].backward()
     assert model.aux_head.weight.grad is not None           # the auxiliary head trains …
+    summary = model.parameter_summary()                     # … and is counted in its own row
+    assert summary.loc["auxiliary ViT classifier (training only)", "trainable"] == (model.vit_dim + 1) * NUM_CLASSES
+    assert summary.drop("total")["total"].sum() == summary.loc["total", "total"]
     model.eval()
     torch.testing.assert_close(hybrid_step()(model, batch)["loss"], F.cross_entropy(model(pv_vit, pv_clip), labels))
 

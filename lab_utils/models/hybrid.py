@@ -520,7 +520,8 @@ class HybridViTCLIP(nn.Module):
         and in total; the CLIP row shows 0 trainable."""
         fusion = nn.ModuleList([self.clip_proj, self.attention]) if self.fusion == "attention" else None
         parts = {"ViT branch": self.vit, "CLIP branch (frozen)": self.clip,
-                 "fusion (projection + attention)": fusion, "classifier": self.classifier}
+                 "fusion (projection + attention)": fusion, "classifier": self.classifier,
+                 "auxiliary ViT classifier (training only)": self.aux_head}
         rows = {name: count_parameters(m) for name, m in parts.items() if m is not None}
         rows["total"] = count_parameters(self)
         return pd.DataFrame(rows).T[["trainable", "frozen", "total"]]
