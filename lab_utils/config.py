@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from . import paths
+from .check import reset_outcome_record
 from .config_schemas import SCHEMAS, ConfigError, Field
 
 PROFILES = ("quick", "full")
@@ -71,15 +72,22 @@ def get_device(profile: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+BF16_MIN_CAPABILITY = (8, 0)   # Ampere: the first NVIDIA GPUs with bfloat16 tensor cores
+
+
 def amp_dtype(device: torch.device | str, amp: bool | None = None) -> torch.dtype | None:
-    """The mixed-precision type training uses on ``device``: bf16 on GPUs that have it
-    (Ampere and newer: A100, L4, H100), fp16 on older ones (Colab's T4), where ``fit`` adds
-    a gradient scaler so that small fp16 gradients do not underflow; ``None`` on the CPU
-    or when ``amp=False``."""
+    """The mixed-precision type training uses on ``device``: bf16 on GPUs with bfloat16
+    tensor cores (compute capability ≥ 8.0: A100, L4, H100), fp16 below (Colab's T4 is 7.5,
+    V100 7.0, P100 6.0), where ``fit`` adds a gradient scaler so that small fp16 gradients do
+    not underflow; ``None`` on the CPU or when ``amp=False``.
+
+    Decided by the capability, not by ``torch.cuda.is_bf16_supported()``: that call answers
+    ``True`` on a T4 too, because PyTorch can *emulate* bf16 there — several times slower
+    than the T4's fp16 tensor cores."""
     device = torch.device(device)
     if device.type != "cuda" or amp is False:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= BF16_MIN_CAPABILITY else torch.float16
 
 
 def describe_amp(device: torch.device | str) -> str:
@@ -87,10 +95,13 @@ def describe_amp(device: torch.device | str) -> str:
     dtype = amp_dtype(device)
     if dtype is None:
         return "AMP: off (CPU, float32)"
-    name = torch.cuda.get_device_name(torch.device(device))
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device)
+    major, minor = torch.cuda.get_device_capability(device)
     if dtype == torch.bfloat16:
-        return f"AMP: bf16 ({name} supports bfloat16)"
-    return f"AMP: fp16 + GradScaler ({name} has no bfloat16)"
+        return f"AMP: bf16 ({name}, compute capability {major}.{minor}, has bfloat16 tensor cores)"
+    return (f"AMP: fp16 + GradScaler ({name}, compute capability {major}.{minor}: no bfloat16 tensor cores, "
+            "bf16 would be emulated)")
 
 
 @dataclass
@@ -130,26 +141,44 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _thread_override() -> int | None:
+    """``LAB_THREADS`` (a positive integer) or ``None`` when unset."""
+    value = os.environ.get("LAB_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"LAB_THREADS={value!r} is not a thread count. Allowed: a whole number ≥ 1 "
+                          "(e.g. LAB_THREADS=4), or unset it to keep each notebook's own count.")
+    return int(value)
+
+
 def setup_notebook(name: str, seed: int = 0, threads: int | None = None) -> Lab:
     """First cell of every notebook: choose the profile, pin threads, seed, print one line.
 
-    The quick profile pins torch to ``threads`` (default ``QUICK_THREADS``) so that results
-    are the same on a 2-core CI runner and an 8-core laptop. Notebooks that train only tiny
-    models pass ``threads=1``: at hidden size 64 the threads spend more time synchronising
-    than computing (measured here: 1 thread trains the quick ViT 1.6× faster than 2).
-    Figures go to ``outputs/<name>/``.
+    The quick profile pins torch to ``threads`` (default ``QUICK_THREADS``): the thread count
+    decides how sums are split, so pinning it removes one of the differences between a 2-core
+    CI runner and an 8-core laptop (the CPU's own kernels remain: results still move by a few
+    points between machines, the conclusions do not; ``benchmarks/robustness.py``).
+    Notebooks that train only tiny models pass ``threads=1``: at hidden size 64 the threads
+    spend more time synchronising than computing (measured here: 1 thread trains the quick
+    ViT 1.6× faster than 2). ``LAB_THREADS=N`` overrides the count (a faster laptop, or the
+    benchmark's emulation of other machines); the set-up line then says so.
+    Figures go to ``outputs/<name>/``; the notebook's outcome record starts anew.
     """
     profile, reason = _profile_and_reason()
-    if profile == "quick":
-        torch.set_num_threads(threads or QUICK_THREADS)
+    override = _thread_override()
+    if profile == "quick" or override:
+        torch.set_num_threads(override or threads or QUICK_THREADS)
     os.environ["LAB_NOTEBOOK"] = name  # where lab_utils.viz.save_figure writes
+    reset_outcome_record()
     seed_everything(seed)
     device = get_device(profile)
     lab = Lab(name=name, profile=profile, reason=reason, device=device, seed=seed,
               threads=torch.get_num_threads(), out_dir=paths.outputs_dir(name))
     amp = f" · {describe_amp(device)}" if device.type == "cuda" else ""   # CPU: the line stays as it was
+    threads_set = f" (LAB_THREADS={override})" if override else ""
     print(f"Profile: {profile} ({reason}) · device: {device.type}{amp} · "
-          f"torch threads: {lab.threads} · seed: {seed}")
+          f"torch threads: {lab.threads}{threads_set} · seed: {seed}")
     return lab
 
 

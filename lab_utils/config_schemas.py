@@ -220,7 +220,11 @@ SCHEMAS["fer"] = {
 
 # RGB + thermal fusion (configs/fusion.yml, notebook 05).
 SCHEMAS["fusion"] = {
-    "model": _vit_expression_model(num_heads=Field(int, default=4, low=1, doc="attention fusion heads")),
+    "model": _vit_expression_model(
+        num_heads=Field(int, default=4, low=1, doc="attention fusion heads"),
+        aux_weight=Field(float, default=0.0, low=0,
+                         doc="late feature fusions: weight of each encoder's own auxiliary loss in training "
+                             "(0 = off; 0.5 against modality collapse)")),
     "data": _face_data(("synthetic", "paired"), "data/rgbt", "paired rgb/ + thermal/ class folders"),
     "train": _fine_tuning(
         backbone_lr_scale=Field(float, default=0.1, choices=(0.1, 1.0),

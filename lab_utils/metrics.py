@@ -102,3 +102,15 @@ def calibration_table(probs, labels, n_bins: int = 10) -> pd.DataFrame:
     gaps = (table.loc[used, "accuracy"] - table.loc[used, "confidence"]).abs()
     table.attrs["ece"] = float((gaps * table.loc[used, "count"]).sum() / max(len(labels), 1))
     return table
+
+
+def pinned_share(weights, level: float = 0.9) -> float:
+    """Share of the rows of a ``(N, M)`` weight matrix (each row sums to 1: an attention
+    fusion's weights over ``M`` modalities or branches, one row per example) whose largest
+    weight is ≥ ``level``: how many examples the fusion hands to one input alone. Near 1, the
+    fusion has collapsed onto one modality; a weight can only get there through a softmax
+    whose slope ``w · (1 − w)`` is then nearly 0, so it rarely comes back."""
+    w = _np(weights)
+    if w.ndim != 2 or not np.allclose(w.sum(1), 1.0, atol=1e-4):
+        raise ValueError(f"pinned_share expects (N, M) weights whose rows sum to 1, got shape {w.shape}")
+    return float((w.max(1) >= level).mean()) if len(w) else 0.0

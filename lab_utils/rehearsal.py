@@ -30,8 +30,9 @@ The stand-in caches are built by ``lab_utils.standins``:
 Two scenarios: ``data`` (every data set present) and ``none`` (a student's first day: the
 notebooks fall back to the synthetic faces). Sizes shrink only through config values, the
 way a student edits ``configs/*.yml`` (:data:`SHRINK`). Stand-in weights are random, so
-learning-outcome checks report instead of failing (``LAB_OUTCOME_CHECKS=report``, see
-``lab_utils.check``); every other check and every exception fails the rehearsal. The report
+learning-outcome checks may miss: they warn, as in every student's run (``LAB_OUTCOME_CHECKS=warn``
+is set even if the caller asked for strict, see ``lab_utils.check``), and the report lists the
+missed ones; every other check and every exception fails the rehearsal. The report
 gives each notebook's status, wall time and peak host memory (the kernel's peak RSS).
 
 On a CUDA machine the same command runs the notebooks on the GPU (the full profile's
@@ -293,7 +294,7 @@ def prepare(workdir: str | os.PathLike, scenario: str) -> dict[str, str]:
     if scenario == "data":
         write_real_data(clone / "data")
     return {
-        "LAB_PROFILE": "full", "LAB_OUTCOME_CHECKS": "report", "LAB_ROOT": str(clone),
+        "LAB_PROFILE": "full", "LAB_OUTCOME_CHECKS": "warn", "LAB_ROOT": str(clone),
         "HF_HOME": str(work / "hf"), "HF_HUB_CACHE": str(hub), "TORCH_HOME": str(torch_home),
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
         "PYTHONPATH": os.pathsep.join([str(clone)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
@@ -315,9 +316,7 @@ def run_scenario(workdir: Path, scenario: str, notebooks: list[str] | None = Non
     subprocess.run(cmd, cwd=clone, env={**os.environ, **env}, check=False)
     rows = json.loads(summary.read_text()) if summary.exists() else []
     for row in rows:
-        record = clone / "outputs" / row["notebook"] / "outcome_checks.json"
-        checks = json.loads(record.read_text()) if record.exists() else []
-        row["outcome_reports"] = [c["detail"] for c in checks if not c["held"]]   # the failed ones
+        row["outcome_reports"] = [c["detail"] for c in row.get("outcome_checks", []) if not c["held"]]   # missed
         row["scenario"] = scenario
     return rows
 
@@ -325,7 +324,7 @@ def run_scenario(workdir: Path, scenario: str, notebooks: list[str] | None = Non
 def report(rows: list[dict], seconds: float, device: str) -> str:
     """The rehearsal's table: one line per scenario and notebook."""
     out = [f"Full-profile rehearsal on {device}, {seconds / 60:.1f} min in all",
-           f"{'scenario':<9} {'notebook':<26} {'status':<8} {'wall s':>7} {'peak RSS GB':>12} {'outcomes reported':>18}"]
+           f"{'scenario':<9} {'notebook':<26} {'status':<8} {'wall s':>7} {'peak RSS GB':>12} {'outcomes missed':>18}"]
     for r in rows:
         peak = r.get("peak_rss_mb")
         out.append(f"{r['scenario']:<9} {r['notebook']:<26} {r['status']:<8} {r['seconds']:>7.1f} "

@@ -5,8 +5,10 @@
 
 Each notebook runs in a fresh kernel from the ``notebooks/`` folder, in the quick profile
 unless ``LAB_PROFILE`` says otherwise, offline. A failing notebook is reported with its
-cell and error and the others still run. The summary table lists status, wall seconds and
-the headline metrics each notebook wrote to ``outputs/<nb>/metrics.json``.
+cell and error and the others still run. The summary table lists status, wall seconds, how
+many of the notebook's learning outcomes this run reached (``outputs/<nb>/outcome_checks.json``;
+the ones missed are listed under the table) and the headline metrics each notebook wrote to
+``outputs/<nb>/metrics.json``.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
+from .check import OUTCOME_RECORD
 from .paths import outputs_dir, repo_root
 
 
@@ -100,7 +103,8 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     name = path.stem
     out_dir = outputs_dir(name)
     metrics_file = out_dir / "metrics.json"
-    for stale in (metrics_file, out_dir / "outcome_checks.json"):
+    outcome_file = out_dir / OUTCOME_RECORD
+    for stale in (metrics_file, outcome_file):
         if stale.exists():
             stale.unlink()  # only this run's numbers (and reported outcome checks) count
     nb = nbformat.read(path, as_version=4)
@@ -136,9 +140,16 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     seconds = time.perf_counter() - start
     nbformat.write(nb, path if (inplace and status == "ok") else out_dir / path.name)
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    outcomes = json.loads(outcome_file.read_text()) if outcome_file.exists() else []
     return {"notebook": name, "status": status, "seconds": round(seconds, 1),
             "peak_rss_mb": round(peak["mb"]) if peak["mb"] else None, "slowest_cell": slowest if slowest["cell"] >= 0 else None,
-            "error": error, "metrics": metrics}
+            "error": error, "metrics": metrics, "outcome_checks": outcomes}
+
+
+def _outcomes(result: dict) -> str:
+    """``"12/12"``: the learning outcomes this run reached, of those it checked."""
+    checks = result.get("outcome_checks") or []
+    return f"{sum(c['held'] for c in checks)}/{len(checks)}" if checks else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,13 +179,19 @@ def main(argv: list[str] | None = None) -> int:
 
     width = max(len(r["notebook"]) for r in results)
     print(f"\nSummary (profile {os.environ['LAB_PROFILE']}):")
-    print(f"{'notebook':<{width}}  {'status':<8} {'wall s':>7} {'peak GB':>8}  headline metrics")
+    print(f"{'notebook':<{width}}  {'status':<8} {'wall s':>7} {'peak GB':>8} {'outcomes':>9}  headline metrics")
     for r in results:
         detail = r["error"] if r["error"] else _headline(r["metrics"])
         peak_gb = f"{r['peak_rss_mb'] / 1024:.2f}" if r["peak_rss_mb"] else "?"
-        print(f"{r['notebook']:<{width}}  {r['status']:<8} {r['seconds']:>7.1f} {peak_gb:>8}  {detail}")
+        print(f"{r['notebook']:<{width}}  {r['status']:<8} {r['seconds']:>7.1f} {peak_gb:>8} {_outcomes(r):>9}  {detail}")
     total = sum(r["seconds"] for r in results)
     print(f"{'total':<{width}}  {'':<8} {total:>7.1f}")
+    missed = [(r["notebook"], c["detail"]) for r in results for c in r.get("outcome_checks") or [] if not c["held"]]
+    if missed:
+        print("\nLearning outcomes this run did not reach (the notebook explains each at its ⚠ line; results "
+              "move with the seed and the machine — see benchmarks/README.md):")
+        for notebook, detail in missed:
+            print(f"  ⚠ {notebook}: {detail}")
     (outputs_dir() / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0 if all(r["status"] == "ok" for r in results) else 1
 

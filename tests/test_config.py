@@ -180,17 +180,49 @@ def test_validate_rejects_scalar_for_section():
 
 
 def test_amp_follows_the_hardware(monkeypatch):
-    """bf16 on GPUs that have it, fp16 (+ GradScaler in fit) on a T4, nothing on the CPU."""
+    """bf16 only with bfloat16 tensor cores (capability ≥ 8.0), fp16 (+ GradScaler in fit) below,
+    nothing on the CPU — whatever torch.cuda.is_bf16_supported() says (True on a T4: emulation)."""
     import torch
 
     from lab_utils.config import amp_dtype, describe_amp
 
     assert amp_dtype("cpu") is None and describe_amp("cpu") == "AMP: off (CPU, float32)"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)   # a T4 says so (emulated)
+    gpus = {"Tesla T4": (7, 5), "Tesla V100-SXM2-16GB": (7, 0), "Tesla P100-PCIE-16GB": (6, 0),
+            "NVIDIA A100-SXM4-40GB": (8, 0), "NVIDIA L4": (8, 9), "NVIDIA H100 80GB HBM3": (9, 0)}
+    for name, capability in gpus.items():
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, n=name: n)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, c=capability: c)
+        want = torch.bfloat16 if capability >= (8, 0) else torch.float16
+        assert amp_dtype("cuda") == want, name
+        assert amp_dtype("cuda", amp=False) is None
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert amp_dtype("cuda") == torch.float16 and amp_dtype("cuda", amp=False) is None
-    assert describe_amp("cuda") == "AMP: fp16 + GradScaler (Tesla T4 has no bfloat16)"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    assert describe_amp("cuda") == ("AMP: fp16 + GradScaler (Tesla T4, compute capability 7.5: "
+                                    "no bfloat16 tensor cores, bf16 would be emulated)")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA A100-SXM4-40GB")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert amp_dtype("cuda") == torch.bfloat16
-    assert describe_amp("cuda") == "AMP: bf16 (NVIDIA A100-SXM4-40GB supports bfloat16)"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    assert describe_amp("cuda") == "AMP: bf16 (NVIDIA A100-SXM4-40GB, compute capability 8.0, has bfloat16 tensor cores)"
+
+
+def test_lab_threads_overrides_the_pinned_thread_count(monkeypatch, capsys):
+    """LAB_THREADS=N replaces a notebook's pinned thread count (and the set-up line says so); a
+    value that is not a positive whole number is refused with what is allowed."""
+    from lab_utils.config import setup_notebook
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LAB_PROFILE", "quick")
+    try:
+        monkeypatch.delenv("LAB_THREADS", raising=False)
+        assert setup_notebook("test", threads=1).threads == 1
+        assert "torch threads: 1 · seed: 0" in capsys.readouterr().out
+        monkeypatch.setenv("LAB_THREADS", "3")
+        assert setup_notebook("test", threads=1).threads == 3 == torch.get_num_threads()
+        assert "torch threads: 3 (LAB_THREADS=3) · seed: 0" in capsys.readouterr().out
+        for bad in ("0", "two", "-1"):
+            monkeypatch.setenv("LAB_THREADS", bad)
+            with pytest.raises(ConfigError, match=f"LAB_THREADS='{bad}' is not a thread count. Allowed: a whole "
+                                                  "number ≥ 1"):
+                setup_notebook("test")
+    finally:
+        torch.set_num_threads(before)

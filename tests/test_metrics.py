@@ -42,3 +42,12 @@ def test_calibration_table_and_ece_by_hand():
     assert table.loc[5, "accuracy"] == 0.5 and table.loc[9, "accuracy"] == 1.0
     assert table.attrs["ece"] == pytest.approx(0.05)
     assert calibration_table(torch.tensor([[1.0, 0.0]]), torch.tensor([0])).attrs["ece"] == pytest.approx(0.0)
+
+
+def test_pinned_share_counts_rows_handed_to_one_input():
+    from lab_utils.metrics import pinned_share
+
+    w = torch.tensor([[0.5, 0.5], [0.95, 0.05], [0.02, 0.98], [0.7, 0.3]])
+    assert pinned_share(w) == 0.5 and pinned_share(w, level=0.99) == 0.0 and pinned_share(w, 0.7) == 0.75
+    with pytest.raises(ValueError, match="rows sum to 1"):
+        pinned_share(torch.tensor([[0.5, 0.6]]))

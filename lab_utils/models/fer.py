@@ -417,6 +417,14 @@ class LateFusionViT(_FERBase):
 
     ``modality_weights()`` → (B, 2) weights [RGB, thermal] of the last forward pass
     (attention fusion), each row summing to 1.
+
+    ``aux_weight=λ > 0`` (feature fusion) adds one linear classifier per encoder,
+    ``aux_heads["rgb"]`` and ``aux_heads["thermal"]`` (h → C), used in training only:
+    ``forward_with_aux`` returns their logits beside the fused ones and ``fer_step`` adds
+    ``λ ·`` the mean of their cross-entropies to the loss. Each encoder then gets a gradient
+    of its own, as if it trained alone, however well the other modality already fits the
+    training set — the remedy for modality imbalance that notebook 03 measures. Predictions
+    come from the fused head only.
     """
 
     backbone_modules = ("rgb_vit", "thermal_vit")
@@ -424,12 +432,16 @@ class LateFusionViT(_FERBase):
     def __init__(self, model_name: str = DEFAULT_MODEL, num_classes: int = 7, fusion_type: str = "concat",
                  fusion_layer: str = "feature", freeze_backbone: bool = False, dropout_rate: float = 0.1, *,
                  pooling: str = "cls", num_heads: int = 4, thermal_model_name: str | None = None,
-                 gradient_checkpointing: bool = False, quick_config: Any = None,
+                 gradient_checkpointing: bool = False, aux_weight: float = 0.0, quick_config: Any = None,
                  profile: str | None = None, verbose: bool = True):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
         _check_choice(pooling, POOLING, "pooling")
+        if aux_weight < 0 or (aux_weight and fusion_layer != "feature"):
+            raise ValueError(f"aux_weight={aux_weight!r}: the per-encoder auxiliary losses take a weight ≥ 0 "
+                             "(0 = off, 0.5 a usual value) and apply to feature fusion only (with "
+                             "fusion_layer='prediction' each encoder already has its own head).")
         if fusion_type not in LATE_TYPES or fusion_layer not in LATE_LAYERS:
             raise ValueError(f"LateFusionViT: fusion_type={fusion_type!r}, fusion_layer={fusion_layer!r} is not a "
                              f"late fusion. fusion_type: {', '.join(map(repr, LATE_TYPES))}; fusion_layer: "
@@ -447,6 +459,9 @@ class LateFusionViT(_FERBase):
         if fusion_layer == "feature":
             self.fusion = ModalityAttention(h, num_heads) if fusion_type == "attention" else nn.Identity()
             self.classifier = make_fer_head(2 * h, num_classes, dropout_rate)
+            self.aux_weight = float(aux_weight)
+            self.aux_heads = nn.ModuleDict({"rgb": nn.Linear(h, num_classes),          # training signal only
+                                            "thermal": nn.Linear(h, num_classes)}) if aux_weight else None
         else:
             self.rgb_head = make_fer_head(h, num_classes, dropout_rate)
             self.thermal_head = make_fer_head(h, num_classes, dropout_rate)
@@ -466,7 +481,17 @@ class LateFusionViT(_FERBase):
         return f_rgb, f_th
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        return self._fused_logits(*self.encode(rgb, thermal))
+
+    def forward_with_aux(self, rgb: torch.Tensor, thermal: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(logits (B, C), {"rgb": (B, C), "thermal": (B, C)})``: the fused logits and each
+        encoder's auxiliary logits (``aux_weight > 0``; an empty dict otherwise)."""
         f_rgb, f_th = self.encode(rgb, thermal)
+        aux = {} if self.fusion_layer != "feature" or self.aux_heads is None else \
+            {"rgb": self.aux_heads["rgb"](f_rgb), "thermal": self.aux_heads["thermal"](f_th)}
+        return self._fused_logits(f_rgb, f_th), aux
+
+    def _fused_logits(self, f_rgb: torch.Tensor, f_th: torch.Tensor) -> torch.Tensor:
         if self.fusion_layer == "feature":
             if self.fusion_type == "concat":
                 return self.classifier(torch.cat([f_rgb, f_th], dim=-1))           # (B, 2h) → (B, C)
@@ -492,7 +517,7 @@ class LateFusionViT(_FERBase):
 # --------------------------------------------------------------------------- factory
 def create_multimodal_vit_model(mode: str = "rgb", fusion_strategy: str = "early", fusion_type: str = "concat",
                                 fusion_layer: str = "feature", model_name: str = DEFAULT_MODEL,
-                                num_classes: int = 7, **kwargs: Any) -> nn.Module:
+                                num_classes: int = 7, aux_weight: float = 0.0, **kwargs: Any) -> nn.Module:
     """Build the model for one modality setting (RGB, thermal, or a fusion of the two).
 
     * ``mode="rgb"`` / ``"thermal"``: a ``ViTForFER`` (fusion arguments are not used; the
@@ -504,6 +529,9 @@ def create_multimodal_vit_model(mode: str = "rgb", fusion_strategy: str = "early
 
     ``kwargs`` go to the model (``freeze_backbone``, ``dropout_rate``, ``pooling`` …). An
     invalid value or combination raises ``ValueError`` listing ``VALID_COMBINATIONS``.
+    ``aux_weight`` gives each encoder of a late *feature* fusion a loss of its own
+    (``LateFusionViT``); the other models need none — one encoder, or one head per encoder
+    already — so for them it changes nothing, and one setting serves the whole comparison.
     """
     def bad(reason: str) -> ValueError:
         return ValueError(f"create_multimodal_vit_model: {reason}. Valid combinations:\n{_combinations_text()}")
@@ -511,6 +539,8 @@ def create_multimodal_vit_model(mode: str = "rgb", fusion_strategy: str = "early
     if mode not in MODES:
         raise bad(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}")
     _check_classes(num_classes)
+    if aux_weight < 0:
+        raise ValueError(f"aux_weight={aux_weight!r} must be ≥ 0 (0 = off; 0.5 a usual value)")
     if mode in ("rgb", "thermal"):
         return ViTForFER(model_name, num_classes, **kwargs)
     if fusion_strategy not in ("early", "late"):
@@ -527,6 +557,8 @@ def create_multimodal_vit_model(mode: str = "rgb", fusion_strategy: str = "early
         raise bad(f"late fusion has no fusion_type={fusion_type!r} ({' or '.join(map(repr, LATE_TYPES))})")
     if fusion_layer not in LATE_LAYERS:
         raise bad(f"fusion_layer={fusion_layer!r} is not {' or '.join(map(repr, LATE_LAYERS))}")
+    if fusion_layer == "feature":
+        kwargs["aux_weight"] = aux_weight
     return LateFusionViT(model_name, num_classes, fusion_type=fusion_type, fusion_layer=fusion_layer, **kwargs)
 
 
@@ -544,7 +576,7 @@ FUSION_MODELS: dict[str, dict[str, str]] = {
 
 # --------------------------------------------------------------------------- names that moved
 _MOVED = {**{name: "lab_utils.recipes.fer" for name in ['strategy_stages', 'fer_step', 'extract_features', 'feature_step', 'lr_schedule_table', 'saved_activation_bytes', 'measure_checkpointing']},
-          **{name: "lab_utils.data.fer_data" for name in ['TensorBatches', 'normalize_item', 'load_fer_splits', 'load_fusion_splits', 'read_into_memory', 'make_loaders', 'ItemImages']}}
+          **{name: "lab_utils.data.fer_data" for name in ['TensorBatches', 'normalize_item', 'load_fer_splits', 'load_fusion_splits', 'make_loaders', 'ItemImages']}}
 
 
 def __getattr__(name: str) -> Any:
