@@ -1,17 +1,27 @@
-"""What a notebook costs before anyone pays for it: FLOPs counted, turned into GPU minutes.
+"""What a notebook costs before anyone pays for it: FLOPs and launches counted, turned into GPU minutes.
 
 ``python -m lab_utils.cost --profile full [--json]`` prints, per notebook, the FLOPs its
 training and evaluation passes need, the minutes that takes on a T4, an A100 and an H100,
-and the data sizes assumed. A notebook calls ``print_estimate(name, cfg)`` before its long
-training to see the estimate for the GPU it runs on.
+the data sizes assumed and where every rate comes from. A notebook calls
+``print_estimate(name, cfg)`` before its long training to see the estimate for the GPU it runs
+on; after the first epoch of that training it prints the time left, measured (``TimeLeft``).
 
 How the number is made::
 
-    one step of the notebook's real model          FlopCounterMode on the meta device:
-    (forward, or forward + backward)          →    shapes only, no arithmetic, no download
+    one step of the notebook's real model          FlopCounterMode + an operation counter on the
+    (forward, or forward + backward)          →    meta device: shapes only, no arithmetic, no download
           × images the notebook's config implies    (plan_01 … plan_05: epochs × images per
-            model / strategy / seed, + validation, test and frozen-feature passes)
-          = FLOPs  →  minutes = FLOPs / (GPU peak × MFU) / 60
+            model / strategy / seed, + validation, test and frozen-feature passes, batch sizes)
+    each pass: the slower of
+          compute = FLOPs / (GPU peak × its measured share of the peak, GPUS[gpu]["mfu"])
+          host    = steps × operations per step × SECONDS_PER_OP     (Python launching kernels)
+    minutes = Σ passes / 60
+
+The GPU's share of its peak and the host's time per operation are kept in one place
+(``GPUS``, ``SECONDS_PER_OP``), each with its basis: the T4's and the A100's from NVIDIA's
+published ResNet-50 figures, the H100's and the host's measured on an H200 by
+``benchmarks/gpu_throughput.py``. At the configs' batch sizes a T4 is busy computing, while an
+A100 or H100 mostly waits for the host: their minutes are set by the number of steps.
 
 Models are random-init configs of the same architectures, read from the configs' model
 names (``ViTConfig()`` = ViT-B/16, torchvision ``resnet50(weights=None)``,
@@ -41,17 +51,32 @@ from .cost_nets import (  # noqa: F401  (the nets are part of this module's API)
     text_tower_kind, text_tower_net, text_features_key, clip_branch_spec, clip_branch_net, hybrid_net)
 
 # --------------------------------------------------------------------------- assumptions, in one place
+#: Each GPU: its dense fp16/bf16 tensor-core peak, the share of that peak the notebooks' arithmetic
+#: reaches (``mfu``), and where that share comes from (``basis``).
 GPUS: dict[str, dict[str, Any]] = {
-    "T4": {"peak_flops": 65e12, "precision": "fp16"},      # Colab's free GPU (no bf16: fp16 + grad scaler)
-    "A100": {"peak_flops": 312e12, "precision": "bf16"},
-    "H100": {"peak_flops": 989e12, "precision": "bf16, dense"},
+    "T4": {"peak_flops": 65e12, "precision": "fp16", "mfu": 0.15,      # Colab's free GPU (no bf16: fp16 + grad scaler)
+           "basis": "NVIDIA DeepLearningExamples, ResNet-50 v1.5 for PyTorch, T4, mixed precision, batch 256: "
+                    "1,198 images/s (its inference table; no T4 training figure is published) × 8.1 GFLOP per "
+                    "image (counted here) = 9.7 TFLOP/s = 15 % of 65; a training step is assumed as efficient"},
+    "A100": {"peak_flops": 312e12, "precision": "bf16", "mfu": 0.19,
+             "basis": "NVIDIA DeepLearningExamples, ResNet-50 v1.5 for PyTorch, 1× A100 80GB, mixed-precision "
+                      "training: 2,470 images/s × 24.3 GFLOP per training image (counted here) = 60 TFLOP/s = "
+                      "19 % of 312"},
+    "H100": {"peak_flops": 989e12, "precision": "bf16, dense", "mfu": 0.088,
+             "basis": "measured: benchmarks/gpu_throughput.py on an H200 (2026-11-30), notebook 03's ViT-B/16 "
+                      "step at 224 px, batch 32: 86.9 TFLOP/s = 8.8 % of 989, the most of the four steps measured"},
 }
-MFU = 0.25                  # the share of the peak a notebook's training loop reaches (one assumption for all).
-# Small batches keep a big GPU below it: launching kernels, not arithmetic, sets their pace (measured on an
-# H200, ViT-B/16 training in `fit` with bf16, batch 64: 5 % of peak at 112 px, 15 % at 224 px), so the A100
-# and H100 minutes are lower bounds; a T4, 15× slower, is kept busy by the same batches.
-BUDGET_MINUTES = 20         # each notebook's full profile must fit this on a T4 …
-BUDGET_FLOPS = BUDGET_MINUTES * 60 * GPUS["T4"]["peak_flops"] * MFU     # … = 1.95e16 FLOPs
+PUBLIC_SOURCE = ("https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Classification/ConvNets/"
+                 "resnet50v1.5 (Training / Inference performance results)")
+
+#: The host's side of a step: Python launches each operation of the forward and backward (one GPU
+#: kernel each). When that takes longer than the GPU's arithmetic, the host sets the pace.
+SECONDS_PER_OP = 48.5e-6
+HOST_BASIS = ("measured on the same H200: the ViT-B/16 training steps of notebooks 03, 04 and 05 (798, 819 and "
+              "1,615 operations at batch 32, 64, 32) took 38.7, 43.4 and 70.2 ms — 43–53 µs per operation "
+              "(median 48.5) whatever their FLOPs: at the configs' batch sizes a big GPU waits for the host")
+
+BUDGET_MINUTES = 20         # each notebook's full profile must fit this on a T4
 
 #: The data a full-profile student has (data/README.md), per family.
 FULL_DATA = {
@@ -70,16 +95,30 @@ CONFIG_OF = {"01_vit_patching": "vit_patching.yml", "02_clip_contrastive": "clip
 # --------------------------------------------------------------------------- plans: what each notebook runs
 @dataclass(frozen=True)
 class Pass:
-    """``items`` items through ``net`` as ``kind`` (``"train"`` or ``"forward"``)."""
+    """``items`` items through ``net`` as ``kind`` (``"train"`` or ``"forward"``), ``batch`` at a time."""
 
     what: str
     net: Net
     kind: str
     items: int
+    batch: int = 256                 # evaluation passes run 256 at a time
+    ahead: bool = True               # runs after the notebook prints its estimate (False: before it)
 
     @property
     def flops(self) -> float:
         return self.net.flops(self.kind) * self.items
+
+    @property
+    def steps(self) -> int:
+        return -(-self.items // self.batch)
+
+    def seconds(self, gpu: str) -> float:
+        """The slower of the GPU's arithmetic (FLOPs at its measured share of the peak) and the
+        host's launching (operations × ``SECONDS_PER_OP``): the GPU runs ahead of the host when it can."""
+        spec = GPUS[gpu]
+        compute = self.flops / (spec["peak_flops"] * spec["mfu"])
+        host = self.steps * self.net.ops(self.kind) * SECONDS_PER_OP
+        return max(compute, host)
 
 
 def split_sizes(num_samples: int, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, int]:
@@ -101,7 +140,7 @@ def plan_01(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     net = small_vit_net(M["image_size"], M["patch_size"], M["hidden_size"], M["num_hidden_layers"],
                         M["num_attention_heads"], M["intermediate_size"], 4)
     n = dict(sizes or {"train": T["num_train"], "val": T["num_val"]})
-    return ([Pass(f"train: {T['epochs']} epochs", net, "train", T["epochs"] * n["train"]),
+    return ([Pass(f"training: {T['epochs']} epochs", net, "train", T["epochs"] * n["train"], T["batch_size"]),
              Pass("validation after each epoch", net, "forward", T["epochs"] * n["val"])],
             f"shapes task: {_fmt(n, 'images')} at {M['image_size']} px")
 
@@ -110,8 +149,8 @@ def _clip_model_passes(label: str, image: Net, n: Mapping[str, int], epochs: int
                        evaluations: int, what: str) -> list[Pass]:
     """One CLIP model's image side in notebook 02: ``epochs`` of ``drop_last`` batches, held-out
     Recall@1 after every epoch, ``evaluations`` passes over the held-out images (``what``)."""
-    return [Pass(f"{label}train: {epochs} epochs of {n['train'] // batch} full batches", image, "train",
-                 epochs * (n["train"] // batch) * batch),
+    return [Pass(f"{label}training: {epochs} epochs of {n['train'] // batch} full batches", image, "train",
+                 epochs * (n["train"] // batch) * batch, batch),
             Pass(f"{label}held-out Recall@1 after each epoch", image, "forward", epochs * n["test"]),
             Pass(f"{label}held-out embeddings: {what}", image, "forward", evaluations * n["test"])]
 
@@ -147,7 +186,7 @@ def plan_02(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     passes = _text_passes("", text_tower_net(text_tower_kind(main["text_model_name"])), n)
     passes += _clip_model_passes("", image, n, E, B, 4, "before, after, figures, zero-shot")
     passes += [Pass("frozen features for the loss experiments", image, "forward", min(1000, n["train"]) + n["test"]),
-               Pass("throughput benchmark", image, "train", 5 * B)]
+               Pass("throughput benchmark", image, "train", 5 * B, B)]
     label = f"compare ({compare['image_backbone']}): "
     if text_features_key(compare) != text_features_key(main):
         passes += _text_passes(label, text_tower_net(text_tower_kind(compare["text_model_name"])), n)
@@ -176,7 +215,7 @@ def plan_03(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     remedies = [f"{method} + {r}" for r in ("modality dropout", "auxiliary ViT loss", "ViT trained alone first")]
     for variant in ("vit_only", "clip_only", "concat", "attention", *remedies):
         net = hybrid_net(profile, variant.split(" + ")[0], size, name)
-        passes += [Pass(f"{variant}: up to {E} epochs", net, "train", E * n["train"]),
+        passes += [Pass(f"{variant}: up to {E} epochs", net, "train", E * n["train"], cfg["batch_size"]),
                    Pass(f"{variant}: validation each epoch + test", net, "forward", E * n["val"] + n["test"])]
     passes.append(Pass("t-SNE and attention figures", hybrid_net(profile, "attention", size, name), "forward", 2 * 600))
     return passes, f"synthetic faces: {_fmt(n, 'images')} at {size} px"
@@ -199,29 +238,30 @@ def plan_04(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
         for epochs, blocks in stages:
             if blocks == 0:
                 passes.append(Pass(f"{name}: {epochs} epochs of the head on cached features",
-                                   fer_head_net(profile), "train", epochs * n["train"]))
+                                   fer_head_net(profile), "train", epochs * n["train"], T["batch_size"]))
                 continue
             net = fer_net(profile, S, spec, "all" if blocks is None else blocks)
             opened = "everything" if blocks is None else f"top {blocks} blocks"
-            passes += [Pass(f"{name}: {epochs} epochs, {opened} open", net, "train", epochs * n["train"]),
+            passes += [Pass(f"{name}: {epochs} epochs, {opened} open", net, "train", epochs * n["train"], T["batch_size"]),
                        Pass(f"{name}: validation each epoch", net, "forward", epochs * n["val"])]
         passes.append(Pass(f"{name}: test", head, "forward", n["test"]))
     B = cfg["checkpointing"]["batch_size"]
     full = fer_net(profile, S, spec, "all")
-    passes += [Pass("gradient-checkpointing probe (4 steps each way)", full, "train", 8 * B),
-               Pass("… its recomputed forwards", full, "forward", 4 * B)]
+    passes += [Pass("gradient-checkpointing probe (4 steps each way)", full, "train", 8 * B, B),
+               Pass("… its recomputed forwards", full, "forward", 4 * B, B)]
     if profile == "quick" and T["pretrain_epochs"]:
         pre = split_sizes(2800, (0.85, 0.15, 0.0), seed=1)
         passes += [Pass("stand-in pretraining (once; cached in checkpoints/)", full, "train",
-                        T["pretrain_epochs"] * pre["train"]),
-                   Pass("… its validation", full, "forward", T["pretrain_epochs"] * pre["val"])]
+                        T["pretrain_epochs"] * pre["train"], 64, ahead=False),
+                   Pass("… its validation", full, "forward", T["pretrain_epochs"] * pre["val"], ahead=False)]
     what = "FER2013" if real else "synthetic faces"
     return passes, f"{what}: {_fmt(n, 'images')} at {S} px"
 
 
 def plan_05(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) -> tuple[list[Pass], str]:
     """Notebook 05: the seven models of ``FUSION_MODELS`` × ``seeds``, ``epochs`` each,
-    validation every epoch, test once per run, the attention-weights figure."""
+    validation every epoch, test once per run, each fusion's three test passes of
+    ``hide_modality`` (both modalities, RGB hidden, thermal hidden), the attention-weights figure."""
     from .models.fer import FUSION_MODELS
 
     D, T = cfg["data"], cfg["train"]
@@ -239,9 +279,12 @@ def plan_05(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
 
     passes = []
     for name, kwargs in FUSION_MODELS.items():
-        passes += [Pass(f"{name}: {E} epochs × {seeds} seed(s)", net(kwargs), "train", seeds * E * n["train"]),
+        passes += [Pass(f"{name}: {E} epochs × {seeds} seed(s)", net(kwargs), "train", seeds * E * n["train"],
+                        T["batch_size"]),
                    Pass(f"{name}: validation each epoch + test", net(kwargs), "forward",
                         seeds * (E * n["val"] + n["test"]))]
+        if kwargs["mode"] == "combined":
+            passes.append(Pass(f"{name}: hide one modality (3 test passes)", net(kwargs), "forward", 3 * n["test"]))
     passes.append(Pass("attention weights on the test set", net(FUSION_MODELS["late attention"]), "forward",
                        n["test"]))
     what = "RGB-thermal pairs" if real else "synthetic RGB-thermal pairs"
@@ -254,9 +297,9 @@ PLANS: dict[str, Callable[..., tuple[list[Pass], str]]] = dict(zip(NOTEBOOKS, (p
 
 
 # --------------------------------------------------------------------------- estimates
-def minutes(flops: float) -> dict[str, float]:
-    """``{gpu: minutes}`` for ``flops`` at ``MFU`` of each GPU's peak."""
-    return {gpu: flops / (spec["peak_flops"] * MFU) / 60 for gpu, spec in GPUS.items()}
+def minutes(passes: list[Pass]) -> dict[str, float]:
+    """``{gpu: minutes}`` for ``passes`` on each GPU of ``GPUS`` (``Pass.seconds``)."""
+    return {gpu: sum(p.seconds(gpu) for p in passes) / 60 for gpu in GPUS}
 
 
 def _check_notebook(notebook: str) -> None:
@@ -273,12 +316,9 @@ def _check_profile(profile: str) -> None:
                          "(quick: CPU, synthetic data, small models; full: GPU, real data, pretrained models).")
 
 
-def estimate(notebook: str, cfg: Mapping | None = None, profile: str | None = None,
-             sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """``{"flops", "minutes": {gpu: min}, "data", "passes": [{what, kind, items, flops}]}`` for
-    one notebook. ``cfg``: its loaded config (default: ``configs/<family>.yml`` for
-    ``profile``); ``sizes``: the split sizes it really loaded (default: ``FULL_DATA`` in the
-    full profile, the synthetic split in the quick one)."""
+def _plan(notebook: str, cfg: Mapping | None, profile: str | None,
+          sizes: Mapping[str, int] | None) -> tuple[list[Pass], str, str]:
+    """``(passes, data assumed, profile)`` of one notebook (see ``estimate``)."""
     from .config import get_profile, load_config
     from .paths import configs_dir
 
@@ -287,9 +327,24 @@ def estimate(notebook: str, cfg: Mapping | None = None, profile: str | None = No
     _check_profile(profile)
     cfg = cfg if cfg is not None else load_config(configs_dir() / CONFIG_OF[notebook], profile=profile)
     passes, data = PLANS[notebook](cfg, profile, sizes)
-    total = float(sum(p.flops for p in passes))
-    return {"flops": total, "minutes": minutes(total), "data": data, "profile": profile,
-            "passes": [{"what": p.what, "kind": p.kind, "items": p.items, "flops": p.flops} for p in passes]}
+    return passes, data, profile
+
+
+def estimate(notebook: str, cfg: Mapping | None = None, profile: str | None = None,
+             sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """``{"flops", "minutes": {gpu: min}, "data", "passes": [{what, kind, items, batch, steps,
+    flops, ops_per_step}]}`` for one notebook. ``cfg``: its loaded config (default: ``configs/<family>.yml`` for
+    ``profile``); ``sizes``: the split sizes it really loaded (default: ``FULL_DATA`` in the
+    full profile, the synthetic split in the quick one)."""
+    return _summary(*_plan(notebook, cfg, profile, sizes))
+
+
+def _summary(passes: list[Pass], data: str, profile: str) -> dict[str, Any]:
+    """``estimate``'s dictionary for a plan's passes."""
+    return {"flops": float(sum(p.flops for p in passes)), "minutes": minutes(passes), "data": data,
+            "profile": profile,
+            "passes": [{"what": p.what, "kind": p.kind, "items": p.items, "batch": p.batch, "steps": p.steps,
+                        "flops": p.flops, "ops_per_step": p.net.ops(p.kind)} for p in passes]}
 
 
 def estimate_all(profile: str = "full") -> dict[str, dict[str, Any]]:
@@ -308,15 +363,19 @@ def format_table(estimates: Mapping[str, Mapping[str, Any]], detail: bool = Fals
     head = f"{'notebook':<24}{'FLOPs':>10}" + "".join(f"{g + ' min':>10}" for g in gpus) + "  T4 budget  data assumed"
     lines = [head, "-" * len(head)]
     for nb, e in estimates.items():
-        verdict = "ok" if e["flops"] <= BUDGET_FLOPS else "OVER"
+        verdict = "ok" if e["minutes"]["T4"] <= BUDGET_MINUTES else "OVER"
         lines.append(f"{nb:<24}{e['flops']:>10.2e}" + "".join(f"{_minutes_text(e['minutes'][g]):>10}" for g in gpus)
                      + f"  {verdict:<9}  {e['data']}")
         if detail:
             for p in e["passes"]:
-                lines.append(f"    {p['flops']:>10.2e}  {p['kind']:<7} {p['items']:>10,}  {p['what']}")
-    lines.append(f"Minutes at {MFU:.0%} MFU of " + ", ".join(f"{g} {s['peak_flops'] / 1e12:g} TFLOP/s {s['precision']}"
-                                                            for g, s in GPUS.items())
-                 + f"; T4 budget: {BUDGET_MINUTES} min = {BUDGET_FLOPS:.2e} FLOPs.")
+                lines.append(f"    {p['flops']:>10.2e}  {p['kind']:<7} {p['items']:>10,} in {p['steps']:>7,} steps "
+                             f"of {p['ops_per_step']:>5,} ops  {p['what']}")
+    lines.append("Minutes: each pass takes the slower of its arithmetic (FLOPs at the GPU's share of its peak) and "
+                 f"the host launching its operations ({SECONDS_PER_OP * 1e6:.1f} µs each). T4 budget: "
+                 f"{BUDGET_MINUTES} min.")
+    lines += [f"  {g}: {s['peak_flops'] / 1e12:g} TFLOP/s {s['precision']}, {s['mfu']:.1%} of it — {s['basis']}"
+              for g, s in GPUS.items()]
+    lines += [f"  host: {HOST_BASIS}", f"  public figures: {PUBLIC_SOURCE}"]
     return "\n".join(lines)
 
 
@@ -328,21 +387,61 @@ def gpu_name_to_key(name: str) -> str | None:
     return None
 
 
+class TimeLeft:
+    """The notebook's time left, measured: listens to ``lab_utils.clock`` (each ``fit`` reports its
+    first epoch), follows the plan's training passes in order, and at the first epoch of the first
+    training that is not short (≥ 5 % of the estimate: not a head on cached features) scales the
+    estimate of everything still to run by how much slower or faster that epoch was than estimated. The yardstick is this GPU's row of ``GPUS``, or
+    the T4's on any other device (a CPU: "at this pace"). Passes that ran before the estimate was
+    printed (``Pass.ahead=False``) are left out."""
+
+    LONG = 0.05
+
+    def __init__(self, passes: list[Pass], gpu: str | None):
+        self.passes, self.gpu = [p for p in passes if p.ahead], gpu or "T4"
+        self.seconds = [p.seconds(self.gpu) for p in self.passes]
+        self.trainings = [i for i, p in enumerate(self.passes) if p.kind == "train"]
+
+    def __call__(self, seconds: float, images: int) -> bool:
+        if not self.trainings:
+            return True
+        i = self.trainings.pop(0)
+        if self.seconds[i] < self.LONG * sum(self.seconds):
+            return False                                     # a short training: wait for the long one
+        epoch = self.seconds[i] * images / max(self.passes[i].items, 1)     # its estimated first epoch
+        pace = seconds / max(epoch, 1e-9)
+        left = pace * max(sum(self.seconds[i:]) - epoch, 0.0)
+        what = self.passes[i].what.split(":")[0]
+        print(f"⏱ first epoch ({what}): {seconds:.1f} s, {pace:.2g}× the estimate for a"
+              f"{'n' if self.gpu[0] in 'AH' else ''} {self.gpu} → about {_minutes_text(left / 60)} min left for this "
+              "notebook at this pace")
+        return True
+
+
 def print_estimate(notebook: str, cfg: Mapping | None = None, sizes: Mapping[str, int] | None = None,
                    profile: str | None = None) -> dict[str, Any]:
     """Print one line: the estimated FLOPs of this notebook's training and evaluation, and the
     minutes on this machine's GPU (``torch.cuda.get_device_name`` matched to ``GPUS``), or on
-    each GPU of the table when there is none or it is not in the table. Returns ``estimate``."""
-    e = estimate(notebook, cfg, profile, sizes)
+    each GPU of the table when there is none or it is not in the table. From then on, the first
+    epoch of the notebook's long training prints the time left, measured (``TimeLeft``).
+    Returns ``estimate``."""
+    from . import clock
+
+    passes, data, profile = _plan(notebook, cfg, profile, sizes)
+    e = _summary(passes, data, profile)
     name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     key = gpu_name_to_key(name) if name else None
     if key:
         where = f"≈ {_minutes_text(e['minutes'][key])} min on this {key}"
+        if key == "T4" and e["minutes"]["T4"] > BUDGET_MINUTES:
+            where += (f" if every epoch runs (over the lab's {BUDGET_MINUTES}-min budget: early stopping often ends "
+                      "sooner; fewer epochs in the config cut it)")
     else:
         where = ("≈ " + " · ".join(f"{g} {_minutes_text(m)} min" for g, m in e["minutes"].items())
                  + (f" (this {name} is not in the table)" if name else ""))
-    print(f"Estimated cost ({e['profile']} profile): {e['flops']:.1e} FLOPs {where}, at {MFU:.0%} of the GPU's peak "
-          f"(python -m lab_utils.cost)")
+    print(f"Estimated cost ({e['profile']} profile): {e['flops']:.1e} FLOPs {where} "
+          "(each GPU's measured pace; the basis: python -m lab_utils.cost)")
+    clock.listen(TimeLeft(passes, key))
     return e
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 CAPTION_TOKENS = 40         # tokens per caption batch after padding to the longest (Flickr8k: 10–30 words)
 
@@ -32,19 +33,35 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
+class _OpCounter(TorchDispatchMode):
+    """Counts the PyTorch operations a step launches (each one kernel on a GPU; views launch
+    nothing and are not counted): a dispatch mode sees every aten call."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not any(r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns):
+            self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
 class Net:
     """A model as a notebook runs it: ``build()`` makes it (called on the meta device, or on
     ``device``) and
     ``inputs(B)`` gives one batch of its forward's arguments (a tuple, or a dict of keywords).
     ``flops(kind)``: FLOPs per item of a ``"forward"`` pass or a ``"train"`` step (forward +
-    backward through the weights that require grad), from one counted step, remembered."""
+    backward through the weights that require grad); ``ops(kind)``: the operations one such step
+    launches, whatever the batch (what sets a big GPU's pace when the batch is small). Both from
+    one counted step, remembered."""
 
-    BATCH = 4   # any batch gives the same FLOPs per item (nothing here depends on B)
+    BATCH = 4   # any batch gives the same FLOPs per item and the same operations per step
 
     def __init__(self, name: str, build: Callable[[], nn.Module], inputs: Callable[[int], tuple | dict],
                  device: str = "meta"):
         self.name, self.build, self.inputs, self.device = name, build, inputs, device
-        self._flops: dict[str, float] | None = None
+        self._counts: dict[str, float] | None = None
 
     def _count(self) -> dict[str, float]:
         from torch.utils.flop_counter import FlopCounterMode
@@ -53,22 +70,29 @@ class Net:
             model = self.build()
             args = self.inputs(self.BATCH)
         model.train()    # dropout and batch norm count no FLOPs: train and eval forwards cost the same
-        with FlopCounterMode(display=False) as counter:   # (not torch.no_grad: it trips the counter's
-            out = model(**args) if isinstance(args, dict) else model(*args)    # module tracker)
-            forward = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter, _OpCounter() as ops:   # (not torch.no_grad: it
+            out = model(**args) if isinstance(args, dict) else model(*args)    # trips the module tracker)
+            forward, forward_ops = counter.get_total_flops(), ops.ops
             out = getattr(out, "logits", getattr(out, "last_hidden_state", out))
             out = out[0] if isinstance(out, tuple) else out
             if out.requires_grad:                          # a frozen model has no backward
                 out.float().sum().backward()
             train = counter.get_total_flops()
-        return {"forward": forward / self.BATCH, "train": train / self.BATCH}
+        return {"forward": forward / self.BATCH, "train": train / self.BATCH,
+                "forward_ops": forward_ops, "train_ops": ops.ops}
 
-    def flops(self, kind: str) -> float:
+    def _counted(self, kind: str) -> dict[str, float]:
         if kind not in ("forward", "train"):
             raise ValueError(f"kind={kind!r}: use 'forward' (inference) or 'train' (forward + backward)")
-        if self._flops is None:
-            self._flops = self._count()
-        return self._flops[kind]
+        if self._counts is None:
+            self._counts = self._count()
+        return self._counts
+
+    def flops(self, kind: str) -> float:
+        return self._counted(kind)[kind]
+
+    def ops(self, kind: str) -> int:
+        return int(self._counted(kind)[kind + "_ops"])
 
 
 def _images(b: int, size: int, channels: int = 3) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import clock
 from . import metrics as M
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401  (part of this API)
 from .config import amp_dtype as _amp_dtype  # bf16 where the GPU has it, else fp16 (+ GradScaler)
@@ -89,26 +90,29 @@ def evaluate(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
              device: torch.device | str | None = None, amp: bool | None = None,
              prefix: str = "val_") -> dict[str, float]:
     """Average loss over ``loader`` and, when the step returns logits and labels,
-    accuracy and macro-F1. Keys are prefixed (``val_loss``, ``val_acc``, ``val_f1_macro``)."""
+    accuracy and macro-F1. Keys are prefixed (``val_loss``, ``val_acc``, ``val_f1_macro``).
+
+    The loss is summed and the predictions are kept on ``device``: the GPU runs ahead of the
+    host, which reads everything once, at the end."""
     step_fn = step_fn or classification_step()
     device = torch.device(device) if device else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, count, preds, labels = 0.0, 0, [], []
+    total, count, preds, labels = torch.zeros((), dtype=torch.float64, device=device), 0, [], []
     for batch in loader:
         batch = to_device(batch, device)
         with _autocast(device, amp):
             out = step_fn(model, batch)
         n = _batch_size(batch)
-        total += float(out["loss"]) * n
+        total += out["loss"].detach().double() * n
         count += n
         if "logits" in out and "labels" in out:
-            preds.append(out["logits"].argmax(-1).cpu())
-            labels.append(out["labels"].cpu())
+            preds.append(out["logits"].argmax(-1))
+            labels.append(out["labels"])
     model.train(was_training)
-    result = {f"{prefix}loss": total / max(count, 1)}
+    result = {f"{prefix}loss": total.item() / max(count, 1)}
     if preds:
-        y_pred, y_true = torch.cat(preds).numpy(), torch.cat(labels).numpy()
+        y_pred, y_true = torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
         result[f"{prefix}acc"] = M.accuracy(y_true, y_pred)
         result[f"{prefix}f1_macro"] = M.macro_f1(y_true, y_pred)
     return result
@@ -117,7 +121,8 @@ def evaluate(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
             device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits (N, C), labels (N,))`` of a classifier over ``loader``, on the CPU."""
+    """``(logits (N, C), labels (N,))`` of a classifier over ``loader``, on the CPU (moved
+    there once, at the end)."""
     step_fn = step_fn or classification_step()
     device = torch.device(device) if device else next(model.parameters()).device
     was_training = model.training
@@ -125,10 +130,10 @@ def predict(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
     logits, labels = [], []
     for batch in loader:
         out = step_fn(model, to_device(batch, device))
-        logits.append(out["logits"].float().cpu())
-        labels.append(out["labels"].cpu())
+        logits.append(out["logits"].float())
+        labels.append(out["labels"])
     model.train(was_training)
-    return torch.cat(logits), torch.cat(labels)
+    return torch.cat(logits).cpu(), torch.cat(labels).cpu()
 
 
 class EarlyStopping:
@@ -219,6 +224,11 @@ def _check_loop_arguments(grad_accum_steps: int, scheduler_per: str) -> None:
         raise ValueError(f"scheduler_per must be 'step' or 'epoch', got {scheduler_per!r}")
 
 
+GUARD_EVERY = 32
+"""Batches between two looks at the running loss in ``train_one_epoch``: the NaN/inf guard and
+the progress bar read it then (one host–device sync), and once more at the end of the epoch."""
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
                     step_fn: StepFn | None = None, *, device: torch.device | str | None = None,
                     amp: bool | None = None, scaler: "torch.amp.GradScaler | None" = None,
@@ -227,38 +237,59 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                     progress: bool = True) -> dict[str, float]:
     """One pass over ``loader`` in training mode.
 
-    Each batch: forward under autocast (``amp``, see ``evaluate``), NaN/inf guard on the loss,
-    backward of ``loss / grad_accum_steps`` (through ``scaler`` for fp16). Every
-    ``grad_accum_steps`` batches, and after the last one, ``optimizer_step`` (clipping to
-    ``max_grad_norm``) and, with ``scheduler_per="step"``, ``scheduler.step()``; with
-    ``"epoch"`` the scheduler steps once at the end. ``epoch`` (1-based) and ``epochs`` name the
-    epoch in the progress bar and in errors.
+    Each batch: forward under autocast (``amp``, see ``evaluate``), backward of
+    ``loss / grad_accum_steps`` (through ``scaler`` for fp16). Every ``grad_accum_steps``
+    batches, and after the last one, ``optimizer_step`` (clipping to ``max_grad_norm``) and,
+    with ``scheduler_per="step"``, ``scheduler.step()``; with ``"epoch"`` the scheduler steps
+    once at the end. ``epoch`` (1-based) and ``epochs`` name the epoch in the progress bar and
+    in errors.
+
+    The host never waits for the GPU inside the loop: the losses are summed on the device,
+    and the first non-finite one is remembered there too. Every ``GUARD_EVERY`` batches and at
+    the end of the epoch the host reads both at once (one sync) — the NaN/inf guard and the
+    progress bar's running loss.
 
     Returns:
-        ``{"train_loss": mean loss per batch, "samples_per_s": training throughput}``.
+        ``{"train_loss": mean loss per batch, "samples_per_s": training throughput, "samples": items seen}``.
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (says what to change).
+        FloatingPointError: the loss became NaN or infinite (says at which batch, and what to change).
     """
     _check_loop_arguments(grad_accum_steps, scheduler_per)
     step_fn = step_fn or classification_step()
     device = torch.device(device) if device else next(model.parameters()).device
     model.train()
-    t0, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
+    t0, seen, n_batches = time.perf_counter(), 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)      # batch index of the first NaN/inf loss
+    bad_loss = torch.zeros((), dtype=torch.float32, device=device)       # … and that loss
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}" if epochs else f"epoch {epoch}", disable=not progress,
                leave=False, mininterval=1.0)
     total = len(loader) if hasattr(loader, "__len__") else None
+
+    def look(checked_to: int) -> None:
+        """One host–device sync: raise if a loss so far was not finite, else show the running loss."""
+        bad, value, running = torch.stack([first_bad.double(), bad_loss.double(), loss_sum]).tolist()
+        if bad >= 0:
+            raise FloatingPointError(
+                f"The training loss became {value} at epoch {epoch}, batch {int(bad) + 1} (found when "
+                f"checking batches up to {checked_to}). Lower the learning rate (now "
+                f"{optimizer.param_groups[0]['lr']:.3g}), set max_grad_norm=1.0 to clip gradients, or "
+                "check the inputs for NaNs.")
+        if progress:
+            bar.set_postfix(loss=f"{running / max(n_batches, 1):.3f}",
+                            samples_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
+
     for i, batch in enumerate(bar):
         batch = to_device(batch, device)
         with _autocast(device, amp):
             out = step_fn(model, batch)
         loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"The training loss became {loss.item()} at epoch {epoch}, batch {i + 1}. "
-                f"Lower the learning rate (now {optimizer.param_groups[0]['lr']:.3g}), set "
-                "max_grad_norm=1.0 to clip gradients, or check the inputs for NaNs.")
+        detached = loss.detach().float()
+        new_bad = (first_bad < 0) & ~torch.isfinite(detached)
+        first_bad = torch.where(new_bad, torch.full_like(first_bad, i), first_bad)
+        bad_loss = torch.where(new_bad, detached, bad_loss)
         loss = loss / grad_accum_steps
         (scaler.scale(loss) if scaler else loss).backward()
         last_batch = total is not None and i + 1 == total
@@ -267,15 +298,16 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             if scheduler is not None and scheduler_per == "step":
                 scheduler.step()
         seen += _batch_size(batch)
-        loss_sum += float(out["loss"].detach())
+        loss_sum += detached.double()
         n_batches += 1
-        if progress and n_batches % 10 == 0:
-            bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}",
-                            samples_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        if n_batches % GUARD_EVERY == 0:
+            look(n_batches)
+    look(n_batches)
     if scheduler is not None and scheduler_per == "epoch":
         scheduler.step()
     seconds = time.perf_counter() - t0
-    return {"train_loss": loss_sum / max(n_batches, 1), "samples_per_s": seen / max(seconds, 1e-9)}
+    return {"train_loss": loss_sum.item() / max(n_batches, 1), "samples_per_s": seen / max(seconds, 1e-9),
+            "samples": seen}
 
 
 class BestWeights:
@@ -297,12 +329,20 @@ class BestWeights:
             load_checkpoint(saved, self.model)
 
 
+def _fused_on_cuda(params: Iterable[torch.Tensor]) -> dict[str, bool]:
+    """``{"fused": True}`` when every parameter lives on a CUDA GPU: AdamW then updates all of
+    them in a few fused kernels instead of a loop of small ones. Nothing on the CPU, where a
+    fused update would round differently from the one the stored outputs were made with."""
+    params = list(params)
+    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
+
+
 def _default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("fit: the model has no trainable parameters (all requires_grad=False). "
                          "Unfreeze something before training.")
-    return torch.optim.AdamW(params, lr=lr)
+    return torch.optim.AdamW(params, lr=lr, **_fused_on_cuda(params))
 
 
 def _print_epoch(epoch: int, epochs: int, row: Mapping[str, Any], improved: bool) -> None:
@@ -372,6 +412,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                **(eval_fn(model) if eval_fn is not None else {}),
                "seconds": time.perf_counter() - t0, "samples_per_s": train["samples_per_s"]}
         rows.append(row)
+        if epoch == start:
+            clock.first_epoch_done(row["seconds"], train["samples"])     # the notebook's time left, if it asked
         improved = metric in row and stopper.step(row[metric], epoch + 1)
         if improved and best_weights:
             best_weights.keep()
@@ -538,7 +580,8 @@ def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_s
     param_groups = [g for g in param_groups if g["params"]]
     if not param_groups:
         raise ValueError("the model has no trainable parameters; unfreeze the head or backbone first")
-    optimizer = torch.optim.AdamW(param_groups, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(param_groups, lr=learning_rate, weight_decay=weight_decay,
+                                  **_fused_on_cuda(p for g in param_groups for p in g["params"]))
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, num_training_steps)
     return optimizer, scheduler
 

@@ -560,3 +560,36 @@ def test_missing_compare_checkpoint_is_trained_with_the_compare_recipe(tmp_path,
     said = capsys.readouterr().out
     assert "training one now" in said and "small ViT (random init) + all-MiniLM-L6-v2" in said
     assert isinstance(enc, ViTImageEncoder) and enc.embed_dim == 32 and path.is_file()
+
+
+def test_resnets_go_channels_last_only_where_cudnn_wants_it():
+    """On CUDA the ResNets compute in channels-last (cuDNN's tensor-core layout); the weights
+    convert once. Forced on here (no GPU in CI): same numbers, new layout; on a CPU nothing changes."""
+    from lab_utils.models.clip import CLIPImageEncoder, channels_last
+
+    enc = CLIPImageEncoder("resnet18", image_size=32, pretrained=False).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert channels_last(enc.backbone, x) is x                               # CPU tensor: untouched
+    assert enc.backbone.conv1.weight.is_contiguous()                          # … and so are the weights
+    with torch.no_grad():
+        want = enc.backbone(x)
+        y = channels_last(enc.backbone, x, enabled=True)
+        assert y.is_contiguous(memory_format=torch.channels_last) and torch.equal(y, x)
+        assert enc.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        weight = enc.backbone.conv1.weight
+        channels_last(enc.backbone, x, enabled=True)
+        assert enc.backbone.conv1.weight is weight                            # converted once, same Parameter
+        torch.testing.assert_close(enc.backbone(y), want, atol=1e-4, rtol=1e-4)
+
+
+def test_every_transformers_vit_the_lab_builds_uses_fused_sdpa_attention():
+    from lab_utils.models.clip import ViTImageEncoder
+    from lab_utils.models.fer import create_multimodal_vit_model
+
+    models = {"FER ViT": create_multimodal_vit_model("rgb", profile="quick"),
+              "late fusion": create_multimodal_vit_model("combined", "late", "attention", profile="quick"),
+              "CLIP ViT image encoder": ViTImageEncoder(pretrained=False, profile="quick")}
+    for what, model in models.items():
+        kinds = {m.config._attn_implementation for m in model.modules()
+                 if hasattr(getattr(m, "config", None), "_attn_implementation")}
+        assert kinds == {"sdpa"}, f"{what}: {kinds}"

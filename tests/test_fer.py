@@ -3,6 +3,8 @@
 in for google/vit-base-patch16-224-in21k: the full profile's loading path, offline."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -402,8 +404,10 @@ def test_strategy_stages_split_the_epochs():
         strategy_stages(8, 8, 4)
 
 
-def test_in_memory_loaders_read_once_and_serve_float32():
-    from lab_utils.data.fer_data import make_loaders
+def test_data_on_the_device_is_read_once_and_served_as_the_items_were():
+    """make_loaders(device=…) (and in_memory=True) keep each split as bytes and decode every
+    batch where they live: the same numbers as the items, within a byte's rounding."""
+    from lab_utils.data.fer_data import make_loaders, stored_bytes
 
     class Pairs(torch.utils.data.Dataset):               # stands in for image files read one by one
         def __init__(self, n):
@@ -414,18 +418,66 @@ def test_in_memory_loaders_read_once_and_serve_float32():
 
         def __getitem__(self, i):
             self.reads += 1
-            return {"rgb": torch.full((3, 4, 4), i / 10), "thermal": torch.zeros(3, 4, 4), "label": i % 7}
+            return {"rgb": torch.linspace(-1, 1, 48).reshape(3, 4, 4) * (i + 1) / 10,
+                    "thermal": torch.full((3, 4, 4), i / 10 - 0.5), "label": i}
 
     splits = {"train": Pairs(10), "val": Pairs(4)}
-    loaders = make_loaders(splits, batch_size=3, in_memory=True)
-    assert isinstance(loaders["train"], TensorBatches) and loaders["train"].tensors["rgb"].dtype == torch.float16
+    loaders = make_loaders(splits, batch_size=3, device="cpu")
+    stored = loaders["train"].tensors
+    assert isinstance(loaders["train"], TensorBatches) and stored["rgb"].dtype == torch.uint8
+    assert stored["rgb"].shape == (10, 3, 4, 4) and stored["thermal"].shape == (10, 1, 4, 4)   # gray: one channel
+    assert stored["rgb"].device == torch.device("cpu") and loaders["train"].image_size == 4
     for _ in range(3):
         batches = list(loaders["train"])
-    assert splits["train"].reads == 10                                        # once, not once per epoch
-    rgb = torch.cat([b["rgb"] for b in batches])
-    assert rgb.dtype == torch.float32 and len(rgb) == 10
-    assert sorted(rgb[:, 0, 0, 0].tolist()) == pytest.approx([i / 10 for i in range(10)], abs=1e-3)
+    assert splits["train"].reads == 10 + 1                                    # once (+ the size probe), not per epoch
+    got = {int(l): (r, t) for b in batches for l, r, t in zip(b["label"], b["rgb"], b["thermal"])}
+    for i in range(10):
+        want = Pairs(10)[i]
+        assert got[i][0].dtype == torch.float32 and got[i][1].shape == (3, 4, 4)
+        torch.testing.assert_close(got[i][0], want["rgb"], atol=1 / 255 + 1e-6, rtol=0)   # half a byte in [0, 1] = 1/255 in [-1, 1]
+        torch.testing.assert_close(got[i][1], want["thermal"], atol=1 / 255 + 1e-6, rtol=0)
     assert next(iter(loaders["val"]))["label"].tolist() == [0, 1, 2, 3]
+    assert make_loaders(splits, batch_size=3, in_memory=True)["val"].tensors["rgb"].dtype == torch.uint8
+
+    class Raw(Pairs):                                    # items in [0, 255]: not what the FER models read
+        def __getitem__(self, i):
+            return {"rgb": torch.full((3, 4, 4), 200.0), "label": 0}
+
+    with pytest.raises(ValueError, match=r"range from 200 to 200.*ViT-normalised to \[-1, 1\].*\(x - 0.5\) / 0.5"):
+        stored_bytes(Raw(2))
+
+
+def test_fer2013_on_the_device_keeps_its_48px_bytes_and_matches_the_cpu_transforms(tmp_path):
+    """FER2013 is stored as its own 48×48 gray bytes; decode_images resizes a batch to the
+    model's size, repeats the channel and normalises: what get_transforms does per item."""
+    from lab_utils.data.fer_data import load_fer_splits, make_loaders
+
+    rng = np.random.default_rng(0)
+    rows = ["emotion,pixels,Usage"] + [f"{i % 7},{' '.join(map(str, rng.integers(0, 256, 2304)))},{u}"
+                                       for i, u in enumerate(["Training"] * 6 + ["PublicTest"] * 2 + ["PrivateTest"] * 3)]
+    (tmp_path / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    splits, _ = load_fer_splits("fer2013", str(tmp_path), 112, 140)
+    loaders = make_loaders(splits, batch_size=4, device="cpu", shuffle=False)
+    stored = loaders["train"].tensors["rgb"]
+    assert stored.dtype == torch.uint8 and stored.shape == (6, 1, 48, 48)       # 2,304 bytes a face
+    batch = next(iter(loaders["test"]))
+    assert batch["rgb"].shape == (3, 3, 112, 112) and batch["label"].tolist() == [8 % 7, 9 % 7, 10 % 7]
+    want = torch.stack([splits["test"][i]["rgb"] for i in range(3)])
+    torch.testing.assert_close(batch["rgb"], want, atol=1e-5, rtol=0)
+
+
+def test_synthetic_faces_above_64px_go_to_the_device_as_rendered_bytes():
+    from lab_utils.data.fer_data import load_fusion_splits, make_loaders
+
+    splits, _ = load_fusion_splits("synthetic", "", 72, 56)
+    loaders = make_loaders(splits, batch_size=8, device="cpu", shuffle=False)
+    stored = loaders["val"].tensors
+    assert stored["rgb"].dtype == torch.uint8 and stored["thermal"].shape[1:] == (1, 72, 72)
+    batch = next(iter(loaders["val"]))
+    want = [splits["val"][i] for i in range(len(batch["label"]))]
+    torch.testing.assert_close(batch["rgb"], torch.stack([w["rgb"] for w in want]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(batch["thermal"], torch.stack([w["thermal"] for w in want]), atol=1e-6, rtol=0)
+    assert batch["label"].tolist() == [w["label"] for w in want]
 
 
 def test_moved_names_still_import_from_models_fer():
@@ -469,3 +521,82 @@ def test_late_attention_fusion_head_sees_both_modalities_in_their_own_slots(vit_
     assert model.classifier[2].in_features == 2 * H       # [w_rgb·f_rgb ; w_th·f_th], not their sum
     with pytest.raises(ValueError, match="not divisible by num_heads=5"):
         LateFusionViT(vit_dir, fusion_type="attention", num_heads=5, profile="full")
+
+
+def test_per_encoder_auxiliary_losses_train_each_encoder_and_leave_predictions_alone(vit_dir):
+    """aux_weight=λ: the training loss is CE(fused) + λ · mean(CE(rgb aux), CE(thermal aux)), computed
+    by hand here; eval uses the fused head only; each encoder gets a gradient from its own head even
+    when the fused head's is cut."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = LateFusionViT(vit_dir, num_classes=7, fusion_type="attention", aux_weight=0.5, profile="full")
+    rgb, th = images(6)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5])
+    batch = {"rgb": rgb, "thermal": th, "label": labels}
+    step = fer_step(("rgb", "thermal"), flip=False)
+    model.classifier[1].p = model.classifier[4].p = 0.0      # no dropout: training numbers are exact
+    model.train()
+    loss = step(model, batch)["loss"]
+    with torch.no_grad():
+        f_rgb, f_th = model.encode(rgb, th)
+        fused = model.classifier(model.fusion(torch.stack([f_rgb, f_th], 1)))
+        by_hand = F.cross_entropy(fused, labels) + 0.5 * (F.cross_entropy(model.aux_heads["rgb"](f_rgb), labels)
+                                                          + F.cross_entropy(model.aux_heads["thermal"](f_th), labels)) / 2
+    assert torch.allclose(loss, by_hand, atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(step(model, batch)["loss"], F.cross_entropy(model(rgb, th), labels), atol=1e-6)
+    # the thermal encoder learns from its own head alone when the fused head ignores it
+    model.train()
+    model.zero_grad()
+    logits, aux = model.forward_with_aux(rgb, th)
+    F.cross_entropy(aux["thermal"], labels).backward()
+    assert model.thermal_vit.embeddings.patch_embeddings.projection.weight.grad.abs().sum() > 0
+    assert model.rgb_vit.embeddings.patch_embeddings.projection.weight.grad is None
+    assert set(aux) == {"rgb", "thermal"} and aux["rgb"].shape == (6, 7)
+    with pytest.raises(ValueError, match="aux_weight=-1.*≥ 0"):
+        LateFusionViT(vit_dir, fusion_type="attention", aux_weight=-1, profile="full")
+    with pytest.raises(ValueError, match="feature fusion only"):
+        LateFusionViT(vit_dir, fusion_type="concat", fusion_layer="prediction", aux_weight=0.5, profile="full")
+
+
+def test_hide_modality_finds_the_modality_a_model_ignores():
+    """A model that reads only the thermal image loses everything when thermal is hidden (every
+    face gets the mean image, hence one prediction) and nothing when RGB is: modality collapse,
+    seen from outside the model."""
+    from lab_utils.recipes.fer import hide_modality
+
+    class ThermalOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, rgb, thermal):
+            t = thermal.mean(dim=(1, 2, 3), keepdim=False)[:, None]         # (B, 1)
+            return torch.cat([-t, t], dim=1) * self.w                        # class 1 when warm
+
+    g = torch.Generator().manual_seed(0)
+    thermal = torch.randn(40, 3, 4, 4, generator=g) + torch.where(torch.arange(40) % 2 == 0, -1.0, 1.0)[:, None, None, None]
+    labels = (thermal.mean(dim=(1, 2, 3)) > 0).long()
+    batches = [{"rgb": torch.randn(10, 3, 4, 4, generator=g), "thermal": thermal[i:i + 10], "label": labels[i:i + 10]}
+               for i in range(0, 40, 10)]
+    scores = hide_modality(ThermalOnly(), batches, fer_step(("rgb", "thermal"), flip=False), num_classes=2)
+    assert scores["both"] == 1.0 and scores["rgb hidden"] == 1.0
+    assert scores["thermal hidden"] == pytest.approx(1 / 3)     # one class predicted for all: F1 (2/3 + 0) / 2
+
+
+def test_factory_gives_auxiliary_losses_to_late_feature_fusions_only(vit_dir):
+    """One aux_weight serves notebook 05's whole comparison: the late feature fusions get a head per
+    encoder; single-encoder models and late prediction (a head per encoder already) are unchanged."""
+    from lab_utils.models.fer import FUSION_MODELS
+
+    built = {name: create_multimodal_vit_model(**spec, model_name=vit_dir, aux_weight=0.5, profile="full", verbose=False)
+             for name, spec in FUSION_MODELS.items()}
+    with_aux = {name for name, m in built.items() if getattr(m, "aux_heads", None) is not None}
+    assert with_aux == {"late concat", "late attention"}
+    assert built["late attention"].aux_weight == 0.5
+    plain = create_multimodal_vit_model(**FUSION_MODELS["RGB only"], model_name=vit_dir, profile="full", verbose=False)
+    assert n_params(built["RGB only"]) == n_params(plain)
+    with pytest.raises(ValueError, match="aux_weight=-0.5 must be ≥ 0"):
+        create_multimodal_vit_model(mode="rgb", model_name=vit_dir, aux_weight=-0.5, profile="full")

@@ -223,7 +223,7 @@ def test_fit_is_its_pieces_seed_then_train_one_epoch():
                progress=False, verbose=False, restore_best=False)
     _seed_epoch(3, 0, train)
     out = train_one_epoch(b, train, torch.optim.SGD(b.parameters(), lr=0.1), progress=False)
-    assert set(out) == {"train_loss", "samples_per_s"} and out["samples_per_s"] > 0
+    assert set(out) == {"train_loss", "samples_per_s", "samples"} and out["samples_per_s"] > 0
     assert out["train_loss"] == hist["train_loss"].item()
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
@@ -365,3 +365,62 @@ def test_train_variant_is_fit_plus_predict_with_the_lab_optimizer():
     untested = train_variant(mlp(), {"train": train}, classification_step(), epochs=1, learning_rate=0.05, test=False)
     with pytest.raises(ValueError, match="was not tested"):
         untested.scores()
+
+
+def _count_host_syncs(monkeypatch) -> list[tuple[str, str, int]]:
+    """Record every item() / tolist() / float() / int() / bool() on a tensor made by the lab's own
+    code (the caller's file is in lab_utils/): each is a host–device sync on a GPU."""
+    import sys
+    from pathlib import Path
+
+    import lab_utils
+
+    root = str(Path(lab_utils.__file__).parent)
+    calls: list[tuple[str, str, int]] = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            frame = sys._getframe(1)
+            if frame.f_code.co_filename.startswith(root):
+                calls.append((_name, frame.f_code.co_filename, frame.f_lineno))
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+def test_an_epoch_reads_the_device_a_handful_of_times_not_once_per_step(monkeypatch):
+    """200 training batches: the NaN guard and the progress bar look every GUARD_EVERY batches
+    (7 looks) and at the end, then the epoch's mean loss; evaluating 100 batches reads once."""
+    from lab_utils.training import GUARD_EVERY, predict
+
+    data = DataLoader(blobs(800), batch_size=4, shuffle=True)          # 200 batches
+    model = mlp()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    calls = _count_host_syncs(monkeypatch)
+    out = train_one_epoch(model, data, opt, progress=True)
+    assert len(data) == 200 and len(calls) == 200 // GUARD_EVERY + 2, calls
+    assert out["train_loss"] > 0
+    calls.clear()
+    evaluate(model, DataLoader(blobs(400, 1), batch_size=4))           # 100 batches
+    assert len(calls) <= 1, calls                                       # the loss; predictions move as one tensor
+    calls.clear()
+    predict(model, DataLoader(blobs(400, 1), batch_size=4))
+    assert calls == []
+
+
+def test_a_nan_between_two_looks_is_caught_and_named(monkeypatch):
+    """The guard reads the device every GUARD_EVERY batches, so a NaN at batch 40 of 50 is found at
+    the end of the epoch — and the message still names batch 40."""
+    model = mlp()
+
+    def step(model, batch):
+        x, y = batch
+        step.calls += 1
+        loss = nn.functional.cross_entropy(model(x), y)
+        return {"loss": loss * float("nan") if step.calls == 40 else loss}
+    step.calls = 0
+    data = DataLoader(blobs(400), batch_size=8)                         # 50 batches
+    with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 3, batch 40 \(found when checking "
+                                                 r"batches up to 50\)"):
+        train_one_epoch(model, data, torch.optim.SGD(model.parameters(), lr=0.1), step, epoch=3, progress=False)

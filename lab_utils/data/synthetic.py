@@ -367,7 +367,7 @@ def render_size(image_size: int) -> int:
     A cartoon face holds no detail that 64 px cannot show, and rendering at 224 px costs
     12× the time and memory (21,000 faces: about 3 GB as bytes, 13 GB as floats). Render at
     this size, keep the bytes (``tensors(torch.uint8)``), and let the model resize each
-    batch on its own device (``lab_utils.models.clip.to_pixels``). Sizes up to 64 px (the
+    batch on its own device (``lab_utils.data.transforms.to_pixels``). Sizes up to 64 px (the
     quick profile's 32 px) are rendered as asked, so their pixels never change."""
     _check_size(image_size)
     return min(int(image_size), MAX_RENDER_SIZE)
@@ -451,7 +451,7 @@ class SynthFER(Dataset):
         in [0, 1], ``label`` and ``subject`` (N,) int64 (no transform applied).
 
         ``dtype=torch.uint8``: the stored bytes (0–255) instead of floats, a quarter of the
-        memory; divide by 255 batch by batch (``lab_utils.models.clip.to_pixels``)."""
+        memory; divide by 255 batch by batch (``lab_utils.data.transforms.to_pixels``)."""
         c = self._render()
         if dtype == torch.uint8:
             rgb, th = c["rgb"], c["thermal"]

@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.transforms import NORMALIZATION
-from .clip import to_pixels
+from ..data.transforms import NORMALIZATION, to_pixels
+from .clip import channels_last
 from .clip_names import (CLIP_RESNET_NAMES, CLIP_SHORT_NAMES, is_open_clip_name, lab_checkpoint_file,  # noqa: F401
                          resolve_clip_name)
 from .fer import make_fer_head
@@ -126,8 +126,8 @@ class FrozenCLIPBranch(nn.Module):
         """``(B, 3, S, S)`` preprocessed pixels → ``(B, embed_dim)`` unit-length embeddings."""
         if self.kind == "hf":
             out = self.encoder(pixel_values=pixel_values).image_embeds
-        elif self.kind == "open_clip":  # model.visual: pixels → image embedding
-            out = self.encoder(pixel_values)
+        elif self.kind == "open_clip":  # model.visual: pixels → image embedding (channels-last on CUDA)
+            out = self.encoder(channels_last(self.encoder, pixel_values))
         else:  # notebook 02's encoder (either recipe) normalises inside; here the pixels already are
             out = self.encoder.embed_normalized(pixel_values)
         return F.normalize(out.float(), dim=-1)

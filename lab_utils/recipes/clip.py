@@ -100,20 +100,30 @@ def clip_model_from_config(config: Mapping, which: str = "main", device: str | t
 # 2. Training
 # ─────────────────────────────────────────────────────────────────────────────
 class CLIPStep:
-    """``fit``'s step function for CLIP on cached text features; records every step's
-    loss and temperature in ``self.trace`` (a list of dicts)."""
+    """``fit``'s step function for CLIP on cached text features; records every training step's
+    loss and temperature, kept on the device (no host sync per step) until ``trace()`` reads
+    them all at once."""
 
     def __init__(self):
-        self.trace: list[dict[str, float]] = []
+        self._losses: list[torch.Tensor] = []
+        self._scales: list[torch.Tensor] = []
 
     def __call__(self, model: CLIP, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         image_embeds = model.encode_image(batch["image"])                    # (B, 512)
         text_embeds = model.text_encoder.project(batch["text_features"])     # (B, 512)
         loss = contrastive_loss(image_embeds, text_embeds, model.scale)
         if model.training:
-            self.trace.append({"step": len(self.trace) + 1, "loss": float(loss.detach()),
-                               "temperature": model.temperature})
+            self._losses.append(loss.detach().float())
+            self._scales.append(model.scale.detach().float())
         return {"loss": loss}
+
+    def trace(self) -> pd.DataFrame:
+        """One row per training step: ``step, loss, temperature`` (= 1 / scale)."""
+        if not self._losses:
+            return pd.DataFrame(columns=["step", "loss", "temperature"])
+        losses, scales = torch.stack([torch.stack(self._losses), torch.stack(self._scales)]).tolist()
+        return pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses,
+                             "temperature": [1.0 / s for s in scales]})
 
 
 def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int = 128,
@@ -159,7 +169,7 @@ def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int 
     history = fit(model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
                   step_fn=step, eval_fn=eval_fn, metric="none", seed=seed, progress=progress,
                   verbose=verbose)
-    return history, pd.DataFrame(step.trace)
+    return history, step.trace()
 
 
 @torch.no_grad()
@@ -484,7 +494,7 @@ def train_projection_heads(model: CLIP, loss_fn, image_features: torch.Tensor, t
     logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07), device=device))
     params = [p for h in heads for p in h.parameters()] + [logit_scale]
     opt = torch.optim.AdamW(params, lr=learning_rate)
-    losses = []
+    losses = []                                  # on the device; read once, after the loop
     for _ in range(steps):
         idx = torch.randint(len(image_features), (batch_size,), generator=gen)
         rows = torch.stack([caption_ids[i][torch.randint(len(caption_ids[i]), (), generator=gen)] for i in idx.tolist()])
@@ -492,5 +502,5 @@ def train_projection_heads(model: CLIP, loss_fn, image_features: torch.Tensor, t
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
-    return heads[0].cpu(), heads[1].cpu(), losses
+        losses.append(loss.detach().float())
+    return heads[0].cpu(), heads[1].cpu(), torch.stack(losses).tolist() if losses else []

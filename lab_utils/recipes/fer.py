@@ -5,6 +5,7 @@ trained and measured.
 * ``fer_step`` — ``fit``'s step for dict batches, with paired RGB + thermal flips;
 * ``extract_features`` + ``feature_step`` — train a head on a frozen backbone's cached features;
 * ``lr_schedule_table`` — the learning rate of each parameter group, step by step;
+* ``hide_modality`` — how much a fusion model relies on each modality: test macro-F1 with one hidden;
 * ``saved_activation_bytes`` / ``measure_checkpointing`` — what gradient checkpointing saves;
 * ``standin_backbone`` — the quick profile's stand-in for a pretrained ViT (notebook 04).
 """
@@ -17,11 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data import paired_hflip_batch
 from ..models.fer import _FERBase
-from ..training import _autocast, classification_step, to_device
+from .. import metrics as M
+from ..training import _autocast, classification_step, predict, to_device
 
 def strategy_stages(epochs: int, head_only_epochs: int, top_layers: int) -> dict[str, list[tuple[int, int | None]]]:
     """Notebook 04's three fine-tuning strategies as stages ``(epochs, blocks to open)``:
@@ -46,7 +49,9 @@ def fer_step(inputs: Sequence[str] = ("rgb",), label_key: str = "label", flip: b
 
     With ``flip=True`` a random half of each *training* batch is mirrored left-right, the
     RGB and thermal images of an item together (``paired_hflip_batch``): a face flipped in
-    one modality only would put the warm cheek on the wrong side.
+    one modality only would put the warm cheek on the wrong side. In training, a model with
+    ``aux_weight > 0`` (``LateFusionViT``) adds ``aux_weight ·`` the mean cross-entropy of its
+    per-encoder auxiliary classifiers (``forward_with_aux``).
     """
 
     base = classification_step(inputs=tuple(inputs), label_key=label_key, label_smoothing=label_smoothing)
@@ -60,7 +65,14 @@ def fer_step(inputs: Sequence[str] = ("rgb",), label_key: str = "label", flip: b
             else:
                 x = batch[images[0]]
                 batch[images[0]], _ = paired_hflip_batch(x, x[:, :1])
-        return base(model, batch)
+        if not (model.training and getattr(model, "aux_weight", 0)):
+            return base(model, batch)
+        labels = batch[label_key]
+        logits, aux = model.forward_with_aux(*(batch[k] for k in inputs))
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        aux_loss = sum(F.cross_entropy(a.float(), labels, label_smoothing=label_smoothing) for a in aux.values())
+        loss = loss + model.aux_weight * aux_loss / max(len(aux), 1)
+        return {"loss": loss, "logits": logits.detach(), "labels": labels}
     return step
 
 
@@ -106,6 +118,40 @@ def feature_step(flip: bool = True, label_smoothing: float = 0.0) -> Callable:
             batch = dict(batch, feature=torch.where(mirrored[:, None], batch["feature_flipped"], batch["feature"]))
         return base(head, batch)
     return step
+
+
+@torch.no_grad()
+def hide_modality(model: nn.Module, loader: Any, step_fn: Callable, modalities: Sequence[str] = ("rgb", "thermal"),
+                  device: torch.device | str | None = None, num_classes: int = 7) -> dict[str, float]:
+    """How much a fusion model relies on each modality: test macro-F1 with every modality, and
+    with each one **hidden** — its images replaced by the mean image of the ``loader``'s data.
+
+    A hidden modality still arrives at the usual scale (no out-of-range input), but carries
+    nothing that tells one face from another. A model that ignores a modality loses nothing
+    when it is hidden: the sign of **modality collapse**. Returns ``{"both": f1,
+    "rgb hidden": f1, "thermal hidden": f1}`` (keys follow ``modalities``); ``step_fn`` is the
+    model's ``fit`` step (``fer_step``), run in eval mode (no flips).
+    """
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for batch in loader:
+        for m in modalities:
+            sums[m] = sums.get(m, 0) + batch[m].double().sum(0)
+        count += len(batch[modalities[0]])
+    means = {m: (total / count).float() for m, total in sums.items()}          # (C, S, S) per modality
+
+    def hiding(m: str | None) -> Callable:
+        def step(model: nn.Module, batch: Mapping) -> dict[str, torch.Tensor]:
+            if m is not None:
+                batch = {**batch, m: means[m].to(batch[m].device).expand_as(batch[m])}
+            return step_fn(model, batch)
+        return step
+
+    out = {}
+    for m in (None, *modalities):
+        logits, labels = predict(model, loader, hiding(m), device)
+        out["both" if m is None else f"{m} hidden"] = M.macro_f1(labels, logits.argmax(1), num_classes)
+    return out
 
 
 def lr_schedule_table(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> "Any":
