@@ -2,32 +2,34 @@
 typical mistake is told.
 
 Every exercise in the notebooks is three inserted cells: a markdown task with a hint, a
-solution cell (``### BEGIN SOLUTION`` … ``### END SOLUTION``: the student edition replaces it
-with a stub that raises) and a locked test cell that calls the checks below; its
-``### BEGIN HIDDEN TESTS`` part is left out of the student edition and put back by
-``nbgrader autograde``. Each check compares the student's function with the lab's own
+solution cell (the student edition holds a stub that raises instead of the solution) and a
+locked test cell that calls the checks below; its hidden part is left out of the student
+edition and put back by ``nbgrader autograde``. Each check compares the student's function with the lab's own
 implementation (or the formula it implements) on small fixed inputs, prints one stable
 ``✓`` line (``lab_utils.check``), and on a wrong answer raises ``AssertionError`` saying what
 was seen, what was expected, and — for the mistakes students typically make — what to change.
 
-==========================  =========================================  ==========================
-exercise (notebook)          student writes                              reference
-==========================  =========================================  ==========================
-``patchify`` (01)            ``my_patchify(images, p)``                  ``models.patchify``
-``tokens`` (01)              ``add_cls_and_positions(tokens, cls, pos)``  the ViT embedding formula
-``contrastive`` (02)         ``my_contrastive_loss(img, txt, scale)``    ``training.contrastive_loss``
-``recall_at_k`` (02)         ``my_recall_at_k(sim, k)``                  ``metrics.recall_at_k``
-``standardize`` (03)         ``standardize(train_embeds, embeds)``       ``HybridViTCLIP.standardize_clip``
-``attention_fusion`` (03)    ``attention_fuse(vit, clip, proj, attn)``   the hybrid model's forward
-``lr_schedule`` (04)         ``lr_multiplier(step, warmup, total)``      ``get_optimizer_and_scheduler``
-``param_groups`` (04)        ``two_lr_groups(model, lr, scale)``         ``get_optimizer_and_scheduler``
-``leaked_subjects`` (05)     ``leaked_subjects(subjects_by_split)``      ``data.check_subject_leakage``
-``six_channel_stem`` (05)    ``six_channel_stem(conv)``                   ``six_channel_patch_embedding``
-==========================  =========================================  ==========================
+============================  ==============================================  =================================
+exercise (notebook)            student writes                                  graded against
+============================  ==============================================  =================================
+``patchify`` (01)              ``my_patchify(images, p)``                      ``models.patchify``
+``self_attention`` (01)        ``my_self_attention(x, attention)``             ``nn.MultiheadAttention``'s forward
+``infonce`` (02)               ``my_infonce_loss(img, txt, scale)``            ``training.contrastive_loss``
+``grad_check`` (02)            ``finite_difference_grad(f, x, eps)``           autograd (float64), the exact central difference
+``recall_at_k`` (02)           ``my_recall_at_k(sim, k)``                      ``metrics.recall_at_k``
+``standardize`` (03)           ``standardize(train_embeds, embeds)``           ``HybridViTCLIP.standardize_clip``
+``attention_fusion`` (03)      ``attention_fuse(…)``, ``collapse_share(w)``    the hybrid's fusion, ``metrics.pinned_share``
+``param_groups`` (04)          ``two_lr_groups(model, lr, scale)``             ``get_optimizer_and_scheduler``
+``gradual_unfreezing`` (04)    ``blocks_to_open(…)``, ``unfreeze_top_layers``  which parameters train, by name
+``leaked_subjects`` (05)       ``leaked_subjects(subjects_by_split)``          ``data.check_subject_leakage``
+``six_channel_stem`` (05)      ``six_channel_stem(conv)``                      ``six_channel_patch_embedding``
+============================  ==============================================  =================================
+
 """
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, Sequence, TypeVar
 
 import torch
@@ -61,18 +63,19 @@ def _verdict(got: torch.Tensor, want: torch.Tensor, what: str, mistakes: Sequenc
              atol: float = 1e-5) -> None:
     """Raise ``AssertionError`` unless ``got`` equals ``want`` (shape, then values within
     ``atol``); a ``got`` equal to one of the typical ``mistakes`` gets that mistake's hint."""
-    got = torch.as_tensor(got).detach().float()
-    want = want.detach().float()
+    dtype = torch.float64 if torch.as_tensor(want).dtype == torch.float64 else torch.float32
+    got = torch.as_tensor(got).detach().to(dtype)
+    want = torch.as_tensor(want).detach().to(dtype)
     if tuple(got.shape) != tuple(want.shape):
         for wrong, hint in mistakes:
-            if tuple(wrong.shape) == tuple(got.shape) and torch.allclose(got, wrong.float(), atol=atol):
+            if tuple(wrong.shape) == tuple(got.shape) and torch.allclose(got, wrong.to(dtype), atol=atol):
                 raise AssertionError(f"✗ {what}: shape {tuple(got.shape)}, expected {tuple(want.shape)}\n  → {hint}")
         raise AssertionError(f"✗ {what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
     diff = (got - want).abs().max().item() if got.numel() else 0.0
     if diff < atol:
         return
     for wrong, hint in mistakes:
-        if tuple(wrong.shape) == tuple(got.shape) and torch.allclose(got, wrong.float(), atol=atol):
+        if tuple(wrong.shape) == tuple(got.shape) and torch.allclose(got, wrong.to(dtype), atol=atol):
             raise AssertionError(f"✗ {what}: wrong values (max |difference| = {diff:.3g})\n  → {hint}")
     raise AssertionError(f"✗ {what}: wrong values, max |difference| from the reference = {diff:.3g} "
                          f"(allowed < {atol:g})\n  → compare your steps one by one with the hint above")
@@ -127,65 +130,11 @@ def check_patchify_rejects(my_patchify: Callable[[torch.Tensor, int], torch.Tens
 
 
 # --------------------------------------------------------------------------- 01 · [CLS] + positions
-@keeps_rng
-def check_cls_and_positions(add_cls_and_positions: Callable[..., torch.Tensor], batch: int = 2,
-                            num_patches: int = 4, dim: int = 6, seed: int = 1) -> None:
-    """``add_cls_and_positions(tokens (B, N, D), cls (1, 1, D), pos (1, 1+N, D))`` must return
-    ``cat([cls expanded to B, tokens], dim=1) + pos``: ``(B, 1+N, D)``, ``[CLS]`` first."""
-    g = _generator(seed)
-    tokens = torch.randn(batch, num_patches, dim, generator=g)
-    cls = torch.randn(1, 1, dim, generator=g)
-    pos = torch.randn(1, 1 + num_patches, dim, generator=g)
-    want = torch.cat([cls.expand(batch, -1, -1), tokens], dim=1) + pos
-    got = add_cls_and_positions(tokens, cls, pos)
-    check_shape(torch.as_tensor(got), (batch, 1 + num_patches, dim), f"tokens for B={batch}, N={num_patches}")
-    mistakes = [
-        (torch.cat([tokens, cls.expand(batch, -1, -1)], dim=1) + pos,
-         "[CLS] was put at the end; it goes in front (position 0), where the classifier reads it"),
-        (torch.cat([cls.expand(batch, -1, -1), tokens], dim=1),
-         "the position embeddings are missing: add pos_embed (1, 1+N, D) to the sequence"),
-    ]
-    _verdict(got, want, "add_cls_and_positions", mistakes)
-    print(f"✓ add_cls_and_positions: [CLS] first, then the {num_patches} patches, plus the position embeddings")
-
-
-# --------------------------------------------------------------------------- 02 · contrastive loss
 def _embeddings(batch: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = _generator(seed)
     img = torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=-1)
     txt = torch.nn.functional.normalize(img + 0.8 * torch.randn(batch, dim, generator=g), dim=-1)
     return img, txt
-
-
-@keeps_rng
-def check_contrastive_loss(my_contrastive_loss: Callable[..., torch.Tensor], batch: int = 8, dim: int = 16,
-                           scale: float = 14.3, seed: int = 2) -> None:
-    """``my_contrastive_loss(image_embeds (B, D), text_embeds (B, D), scale)`` must equal
-    ``lab_utils.training.contrastive_loss``: the mean of the image→text (rows) and
-    text→image (columns) cross-entropies of ``scale · image @ textᵀ``, diagonal = true pairs."""
-    from ..training import contrastive_loss
-
-    img, txt = _embeddings(batch, dim, seed)
-    want = contrastive_loss(img, txt, scale)
-    got = torch.as_tensor(my_contrastive_loss(img, txt, scale))
-    check(got.dim() == 0, "my_contrastive_loss returns a scalar",
-          f"got shape {tuple(got.shape)}: average over the batch, the loss is one number")
-    logits = scale * img @ txt.t()
-    targets = torch.arange(batch)
-    ce = torch.nn.functional.cross_entropy
-    rows, cols = ce(logits, targets), ce(logits.t(), targets)
-    mistakes = [
-        (rows, "your loss is the image→text half only (a softmax along each row). CLIP's loss is symmetric: "
-               "also take the text→image cross-entropy (along each column, i.e. on logits.T) and average the two"),
-        (cols, "your loss is the text→image half only (columns). Add the image→text direction (rows) and "
-               "average the two"),
-        (rows + cols, "you summed the two directions; CLIP averages them: divide by 2"),
-        ((ce(img @ txt.t(), targets) + ce(txt @ img.t(), targets)) / 2,
-         "the similarities were not multiplied by scale (= exp(logit_scale) = 1/temperature): without it the "
-         "softmax is almost flat"),
-    ]
-    _verdict(got.reshape(()), want, "my_contrastive_loss", mistakes)
-    print(f"✓ my_contrastive_loss == contrastive_loss on a batch of {batch} pairs")
 
 
 @keeps_rng
@@ -213,33 +162,6 @@ def _fusion_modules(vit_dim: int, clip_dim: int, heads: int, seed: int) -> tuple
     return nn.Linear(clip_dim, vit_dim), nn.MultiheadAttention(vit_dim, heads, batch_first=True).eval()
 
 
-@keeps_rng
-def check_attention_fuse(attention_fuse: Callable[..., torch.Tensor], batch: int = 3, vit_dim: int = 8,
-                         clip_dim: int = 6, heads: int = 2, seed: int = 4) -> None:
-    """``attention_fuse(vit_cls (B, H), clip_feat (B, D), clip_proj, attention)`` must do what
-    ``HybridViTCLIP``'s attention fusion does: tokens = stack([vit_cls, clip_proj(clip_feat)],
-    dim=1) ``(B, 2, H)``, self-attention over them, mean of the two outputs → ``(B, H)``."""
-    proj, attn = _fusion_modules(vit_dim, clip_dim, heads, seed)
-    g = _generator(seed)
-    vit, clip = torch.randn(batch, vit_dim, generator=g), torch.randn(batch, clip_dim, generator=g)
-    with torch.no_grad():
-        tokens = torch.stack([vit, proj(clip)], dim=1)                    # (B, 2, H)
-        mixed, _ = attn(tokens, tokens, tokens)                           # (B, 2, H)
-        want = mixed.mean(dim=1)                                          # (B, H)
-        got = attention_fuse(vit, clip, proj, attn)
-    check_shape(torch.as_tensor(got), (batch, vit_dim), f"fused features (B={batch}, H={vit_dim})")
-    mistakes = [
-        (mixed[:, 0], "you kept only the first token's output (the ViT's); the fusion averages both tokens: "
-                      "mixed.mean(dim=1)"),
-        (mixed[:, 1], "you kept only the second token's output (the CLIP's); average both tokens: mixed.mean(dim=1)"),
-        (tokens.mean(dim=1), "the tokens were averaged without attention: pass them through attention(tokens, "
-                             "tokens, tokens) first"),
-    ]
-    _verdict(got, want, "attention_fuse", mistakes)
-    print("✓ attention_fuse == the hybrid model's attention fusion")
-
-
-# --------------------------------------------------------------------------- 04 · two learning rates
 class _TinyFER(nn.Module):
     """A backbone (``vit``) and a head (``classifier``), like ``ViTForFER``, in a few weights."""
 
@@ -337,7 +259,16 @@ def check_six_channel_stem(six_channel_stem: Callable[[nn.Conv2d], nn.Conv2d], b
              "the bias was doubled: keep the pretrained bias as it is"),
         ]
         _verdict(got, want, "6-channel stem on [x ; x] vs the pretrained stem on x", mistakes, atol=1e-5)
-    print("✓ six_channel_stem([x ; x]) == pretrained stem(x): the pretrained scale is kept")
+        y = torch.rand(2, 3, 8, 8, generator=_generator(seed + 1))          # a thermal image unlike the RGB one
+        xy = torch.cat([x, y], dim=1)
+        halves = [(nn.functional.conv2d(xy, torch.cat([w, torch.zeros_like(w)], dim=1), conv.bias, conv.stride),
+                   "the thermal half is zero: the stem ignores the thermal image (and starts as an RGB model). "
+                   "The task asks for both modalities treated alike: W/2 in each half"),
+                  (nn.functional.conv2d(xy, torch.cat([torch.zeros_like(w), w], dim=1), conv.bias, conv.stride),
+                   "the RGB half is zero: the stem ignores the RGB image. Put W/2 in each half")]
+        _verdict(new(xy), (conv(x) + conv(y)) / 2, "6-channel stem on [rgb ; thermal], two different images",
+                 halves, atol=1e-5)
+    print("✓ six_channel_stem([x ; x]) == pretrained stem(x): the pretrained scale is kept, both halves alike")
 
 
 # --------------------------------------------------------------------------- 02 · Recall@K
@@ -409,53 +340,11 @@ def check_standardize(standardize: Callable[[torch.Tensor, torch.Tensor], torch.
         ((other - train.mean(0)) * (train.std(0) + 1e-6), "you multiplied by the std; divide by (std + 1e-6)"),
     ]
     _verdict(got, want, "standardize", mistakes, atol=1e-4)
-    print(f"✓ standardize == (embeds − train mean) / (train std + 1e-6), per feature"
+    print("✓ standardize == (embeds − train mean) / (train std + 1e-6), per feature"
           + (" (a constant feature stays finite)" if constant_feature else ""))
 
 
 # --------------------------------------------------------------------------- 04 · warm-up + cosine
-@keeps_rng
-def check_lr_multiplier(lr_multiplier: Callable[[int, int, int], float], warmup_steps: int = 10,
-                        total_steps: int = 50) -> None:
-    """``lr_multiplier(step, warmup_steps, total_steps)`` must give, at every step from 0 to
-    ``total_steps``, the factor that ``get_optimizer_and_scheduler``'s scheduler
-    (``transformers.get_cosine_schedule_with_warmup``) multiplies the learning rate by:
-    ``step / warmup`` during the warm-up, then ``½ (1 + cos(π · progress))`` with
-    ``progress = (step − warmup) / (total − warmup)``."""
-    import math
-
-    from ..training import get_optimizer_and_scheduler
-
-    model = _TinyFER()
-    _, scheduler = get_optimizer_and_scheduler(model, 1.0, warmup_steps, total_steps, backbone_lr_scale=1.0)
-    reference = scheduler.lr_lambdas[0]
-    steps = range(total_steps + 1)
-    want = torch.tensor([float(reference(s)) for s in steps])
-    try:
-        got = torch.tensor([float(lr_multiplier(s, warmup_steps, total_steps)) for s in steps])
-    except ZeroDivisionError:
-        raise AssertionError(f"✗ lr_multiplier(step, warmup_steps={warmup_steps}, total_steps={total_steps}) divides "
-                             "by zero\n  → with no warm-up there is nothing to ramp: divide by max(1, warmup_steps) "
-                             "(and by max(1, total_steps − warmup_steps))") from None
-    w, t = warmup_steps, total_steps
-    cos = lambda p: 0.5 * (1.0 + math.cos(math.pi * p))  # noqa: E731
-    mistakes = [
-        (torch.tensor([cos(s / t) for s in steps]), "there is no warm-up: the rate must start at 0 and rise "
-         "linearly to 1 over the first warmup_steps steps (step / warmup_steps)"),
-        (torch.tensor([s / max(1, w) if s < w else cos(s / t) for s in steps]), "the cosine already decays during "
-         "the warm-up (progress = step / total_steps); it starts when the warm-up ends: progress = (step − "
-         "warmup_steps) / (total_steps − warmup_steps)"),
-        (torch.tensor([s / max(1, w) if s < w else cos(2 * (s - w) / max(1, t - w)) for s in steps]),
-         "the cosine goes through a full period (back up to 1 at the end); it is half a period: "
-         "½ (1 + cos(π · progress)), reaching 0 at total_steps"),
-        (torch.tensor([min(1.0, (s + 1) / max(1, w)) if s < w else cos((s - w) / max(1, t - w)) for s in steps]),
-         "the warm-up is one step ahead: step 0 trains at rate 0, so the factor is step / warmup_steps"),
-    ]
-    _verdict(got, want, f"lr_multiplier over steps 0…{t} (warm-up {w})", mistakes, atol=1e-6)
-    print(f"✓ lr_multiplier == the lab's warm-up + cosine schedule at every step 0…{t} (warm-up {w} steps)")
-
-
-# --------------------------------------------------------------------------- 05 · subject leakage
 @keeps_rng
 def check_leaked_subjects(leaked_subjects: Callable[[dict], object],
                           subjects_by_split: dict | None = None) -> None:
@@ -497,3 +386,458 @@ def check_leaked_subjects(leaked_subjects: Callable[[dict], object],
         hint = (f"missing {missing} and/or extra {extra}: a subject leaks when it appears in two or more of the "
                 "splits; count the splits each subject appears in")
     raise AssertionError(f"✗ leaked_subjects: {seen}\n  → {hint}")
+
+
+# --------------------------------------------------------------------------- 01 · multi-head self-attention
+_FORBIDDEN_ATTENTION = ("multi_head_attention_forward", "scaled_dot_product_attention")
+
+
+class _ForwardRefused(nn.MultiheadAttention):
+    """An ``nn.MultiheadAttention`` whose own forward refuses to run: the exercise is to write it."""
+
+    def forward(self, *args, **kwargs):  # noqa: D102
+        raise AssertionError("✗ my_self_attention called attention(...), the module's own forward\n  → use only its "
+                             "weights (in_proj_weight, in_proj_bias, num_heads, out_proj) and write the attention "
+                             "yourself")
+
+
+def _refuse(name: str) -> Callable[..., None]:
+    def refused(*args, **kwargs):
+        raise AssertionError(f"✗ my_self_attention called torch.nn.functional.{name}\n  → write the attention "
+                             "yourself: scores q·kᵀ/√d, a softmax over the keys, the weighted sum of the values")
+    return refused
+
+
+def _attention_by_hand(x: torch.Tensor, attn: nn.MultiheadAttention) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{variant: (out (B, N, D), weights)}``: the right forward and the typical wrong ones."""
+    fn = torch.nn.functional
+    B, N, D = x.shape
+    h = attn.num_heads
+    d = D // h
+    q, k, v = fn.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)     # 3 × (B, N, D)
+
+    def split(t: torch.Tensor, heads: int = h) -> torch.Tensor:                         # (B, heads, N, D/heads)
+        return t.reshape(B, N, heads, D // heads).transpose(1, 2)
+
+    def merge(t: torch.Tensor) -> torch.Tensor:                                     # (B, heads, N, ·) → (B, N, D)
+        return t.transpose(1, 2).reshape(B, N, D)
+
+    def attend(qh, kh, vh, scale, dim=-1, project=True):
+        probs = (qh @ kh.transpose(-2, -1) / scale).softmax(dim=dim)                     # (B, heads, N, N)
+        mixed = merge(probs @ vh)
+        return (attn.out_proj(mixed) if project else mixed), probs
+
+    out, probs = attend(split(q), split(k), split(v), math.sqrt(d))
+    variants = {"right": (out, probs.mean(1)), "per head": (out, probs), "head sum": (out, probs.sum(1)),
+                "first head": (out, probs[:, 0])}
+    raw, _ = attend(split(q), split(k), split(v), math.sqrt(d), project=False)
+    variants["no out_proj"] = (raw, probs.mean(1))
+    for name, kwargs in {"no scale": dict(scale=1.0), "scale sqrt(D)": dict(scale=math.sqrt(D)),
+                         "wrong axis": dict(scale=math.sqrt(d), dim=-2)}.items():
+        o, p = attend(split(q), split(k), split(v), **kwargs)
+        variants[name] = (o, p.mean(1))
+    for name, scale in (("one head", math.sqrt(D)), ("one head, sqrt(d)", math.sqrt(d))):
+        o, p = attend(split(q, 1), split(k, 1), split(v, 1), scale)
+        variants[name] = (o, p.mean(1))
+    interleave = lambda t: t.reshape(B, N, d, h).permute(0, 3, 1, 2)                    # noqa: E731
+    p = (interleave(q) @ interleave(k).transpose(-2, -1) / math.sqrt(d)).softmax(-1)
+    o = (p @ interleave(v)).permute(0, 2, 3, 1).reshape(B, N, D)
+    variants["interleaved heads"] = (attn.out_proj(o), p.mean(1))
+    return variants
+
+
+_ATTENTION_HINTS = {
+    "per head": "you returned one attention matrix per head (B, h, N, N); weights is their mean over the heads: "
+                "(B, N, N)",
+    "head sum": "the weights were summed over the heads; average them (each row then still sums to 1)",
+    "first head": "you returned the first head's weights only; average the h heads' matrices",
+    "no out_proj": "the heads' outputs were put side by side but not projected: apply attention.out_proj to the "
+                   "(B, N, D) result",
+    "no scale": "the scores were not divided by √d (d = D / h, the head size): without it the softmax is too peaked",
+    "scale sqrt(D)": "the scores were divided by √D; each head divides by the square root of its own size, √d with "
+                     "d = D / h",
+    "wrong axis": "the softmax ran over the queries (dim=-2); each query's row is a distribution over the keys: "
+                  "softmax over the last axis",
+    "one head": "the heads were not split: q, k and v go through h separate attentions of d = D / h features each "
+                "(reshape (B, N, D) → (B, N, h, d) and move h in front of N)",
+    "one head, sqrt(d)": "the heads were not split: q, k and v go through h separate attentions of d = D / h "
+                         "features each",
+    "interleaved heads": "the heads were cut the wrong way: head j takes the d CONSECUTIVE features j·d … (j+1)·d − 1, "
+                         "i.e. reshape to (B, N, h, d), not (B, N, d, h)",
+}
+
+
+@keeps_rng
+def check_self_attention(my_self_attention: Callable[..., tuple], batch: int = 2, tokens: int = 5, dim: int = 8,
+                         heads: int = 2, seed: int = 8) -> None:
+    """``my_self_attention(x (B, N, D), attention)`` must return what ``attention(x, x, x)`` returns for a
+    ``batch_first`` ``nn.MultiheadAttention``: the outputs ``(B, N, D)`` and the attention weights
+    averaged over the heads ``(B, N, N)`` — computed from the module's weights, without calling its
+    forward, ``F.multi_head_attention_forward`` or ``F.scaled_dot_product_attention``."""
+    fn = torch.nn.functional
+    torch.manual_seed(seed)
+    attention = _ForwardRefused(dim, heads, batch_first=True).eval()
+    x = torch.randn(batch, tokens, dim, generator=_generator(seed))
+    with torch.no_grad():
+        want_out, want_w = nn.MultiheadAttention.forward(attention, x, x, x, need_weights=True)
+        variants = _attention_by_hand(x, attention)
+        saved = {name: getattr(fn, name) for name in _FORBIDDEN_ATTENTION}
+        try:
+            for name in saved:
+                setattr(fn, name, _refuse(name))
+            result = my_self_attention(x.clone(), attention)
+        finally:
+            for name, original in saved.items():
+                setattr(fn, name, original)
+    check(isinstance(result, (tuple, list)) and len(result) == 2, "my_self_attention returns (outputs, weights)",
+          "return two tensors: the outputs (B, N, D) and the head-averaged attention weights (B, N, N)")
+    out, weights = result
+    right_w = variants["right"][1]
+    weight_mistakes = [(w, _ATTENTION_HINTS[name]) for name, (_, w) in variants.items()
+                       if name != "right" and not (w.shape == right_w.shape and torch.allclose(w, right_w, atol=1e-5))]
+    _verdict(weights, want_w, f"attention weights (B={batch}, N={tokens}, {heads} heads)", weight_mistakes)
+    out_mistakes = [(o, _ATTENTION_HINTS[name]) for name, (o, _) in variants.items() if name != "right"]
+    _verdict(out, want_out, "my_self_attention outputs", out_mistakes)
+    print(f"✓ my_self_attention == nn.MultiheadAttention on x of shape {(batch, tokens, dim)} with {heads} heads: "
+          "outputs and head-averaged weights")
+
+
+# --------------------------------------------------------------------------- 02 · InfoNCE from its definition
+def _infonce_parts(img: torch.Tensor, txt: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image→text (rows) and text→image (columns) halves of CLIP's loss, via logsumexp."""
+    logits = scale * img @ txt.t()
+    diagonal = logits.diagonal()
+    return -(diagonal - logits.logsumexp(dim=1)).mean(), -(diagonal - logits.logsumexp(dim=0)).mean()
+
+
+@keeps_rng
+def check_infonce(my_infonce_loss: Callable[..., torch.Tensor], batch: int = 8, dim: int = 16, scale: float = 14.3,
+                  seed: int = 2) -> None:
+    """``my_infonce_loss(image_embeds (B, D), text_embeds (B, D), scale)`` must equal
+    ``lab_utils.training.contrastive_loss`` (the mean of −log softmax of the diagonal along the rows
+    and along the columns of ``scale · image @ textᵀ``, the two directions averaged), and its
+    autograd gradient must equal the reference's (float64)."""
+    from ..training import contrastive_loss
+
+    img, txt = _embeddings(batch, dim, seed)
+    want = contrastive_loss(img, txt, scale)
+    got = torch.as_tensor(my_infonce_loss(img, txt, scale))
+    check(got.dim() == 0, "my_infonce_loss returns a scalar",
+          f"got shape {tuple(got.shape)}: average over the batch, the loss is one number")
+    rows, cols = _infonce_parts(img, txt, scale)
+    unscaled = sum(_infonce_parts(img, txt, 1.0)) / 2
+    mistakes = [
+        (rows, "your loss is the image→text half only (each row: which caption belongs to this image?). CLIP's loss "
+               "is symmetric: add the text→image half (each column) and average the two"),
+        (cols, "your loss is the text→image half only (columns); add the image→text half (rows) and average the two"),
+        (rows + cols, "you summed the two directions; CLIP averages them: divide by 2"),
+        (unscaled, "the similarities were not multiplied by scale (= exp(logit_scale) = 1/temperature): without it "
+                   "the softmax is almost flat"),
+        (batch * want, "you summed over the batch; the loss is the mean over the B pairs"),
+        (-want, "the sign is flipped: the loss is MINUS the mean log-probability of the right pairs (≥ 0)"),
+    ]
+    _verdict(got.reshape(()), want, "my_infonce_loss", mistakes)
+    leaf = img.double().requires_grad_()
+    loss = my_infonce_loss(leaf, txt.double(), scale)
+    check(isinstance(loss, torch.Tensor) and loss.requires_grad,
+          "my_infonce_loss is differentiable: autograd reaches the embeddings",
+          "keep every step a torch operation on tensors: no .item(), .detach(), numpy or Python floats on the way")
+    grad = torch.autograd.grad(loss, leaf)[0]
+    ref = img.double().requires_grad_()
+    want_grad = torch.autograd.grad(contrastive_loss(ref, txt.double(), scale), ref)[0]
+    _verdict(grad, want_grad, "the gradient of my_infonce_loss w.r.t. the image embeddings (float64)", atol=1e-8)
+    print(f"✓ my_infonce_loss == contrastive_loss on a batch of {batch} pairs, value and gradient")
+
+
+@keeps_rng
+def check_infonce_stable(my_infonce_loss: Callable[..., torch.Tensor], batch: int = 6, seed: int = 23) -> None:
+    """At CLIP's largest scale (100) and a batch whose true pairs are the LEAST similar ones, the
+    loss (about 200) must come out finite and right in float32: ``exp`` of logits near 100
+    overflows and the softmax of the diagonal underflows to 0, so only a log-softmax through
+    ``logsumexp`` survives."""
+    from ..training import contrastive_loss
+
+    g = _generator(seed)
+    dim = batch // 2 + batch % 2 + 2
+    basis = torch.eye(dim)[: (batch + 1) // 2]
+    img = torch.stack([s * b for b in basis for s in (1.0, -1.0)])[:batch]             # e1, -e1, e2, -e2, …
+    img = torch.nn.functional.normalize(img + 0.01 * torch.randn(batch, dim, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(-img + 0.01 * torch.randn(batch, dim, generator=g), dim=-1)
+    want = contrastive_loss(img, txt, 100.0)
+    got = torch.as_tensor(my_infonce_loss(img, txt, 100.0)).detach().float().reshape(())
+    if not bool(torch.isfinite(got)):
+        raise AssertionError(f"✗ my_infonce_loss at scale 100 is {got.item()} (the reference gives {want.item():.1f})\n"
+                             "  → exp(100 · cos) overflows float32 (exp(89) is already inf), and the softmax of an "
+                             "entry far below its row's maximum underflows to 0, whose log is −inf: compute the "
+                             "log-softmax as z − logsumexp(z) (torch.logsumexp subtracts the maximum first)")
+    _verdict(got, want, "my_infonce_loss at scale 100", atol=1e-3)
+    print("✓ my_infonce_loss stays finite and exact at scale 100 (CLIP's cap), true pairs least similar")
+
+
+# --------------------------------------------------------------------------- 02 · finite-difference gradient check
+def _fd_result(got: object, x: torch.Tensor, before: torch.Tensor, what: str) -> torch.Tensor:
+    """The structural checks every finite-difference answer must pass: x put back, a tensor like x."""
+    if not torch.allclose(x, before, rtol=0.0, atol=1e-12):
+        raise AssertionError(f"✗ {what} left x changed (max |x − x before| = {(x - before).abs().max().item():.3g})\n"
+                             "  → after evaluating f at x + eps and at x − eps, put the entry back to its original "
+                             "value (save it first), or perturb a copy of x")
+    check(isinstance(got, torch.Tensor), f"{what} returns a tensor",
+          f"got {type(got).__name__}: return a tensor shaped like x, one partial derivative per entry")
+    if tuple(got.shape) != tuple(x.shape):
+        raise AssertionError(f"✗ {what}: shape {tuple(got.shape)}, expected x's shape {tuple(x.shape)}\n  → one partial "
+                             "derivative per entry of x, in x's layout (torch.zeros_like(x), filled entry by entry)")
+    if got.dtype != x.dtype:
+        raise AssertionError(f"✗ {what}: dtype {got.dtype}, x is {x.dtype}\n  → keep x's dtype (torch.zeros_like(x)): "
+                             "float32 keeps about 7 digits, too few to compare with autograd")
+    return got
+
+
+def _fd_variants(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float) -> list[Mistake]:
+    forward, backward, central = torch.zeros_like(x), torch.zeros_like(x), torch.zeros_like(x)
+    f0 = f(x)
+    for i in range(x.numel()):
+        e = torch.zeros_like(x).reshape(-1)
+        e[i] = eps
+        e = e.reshape(x.shape)
+        plus, minus = f(x + e), f(x - e)
+        forward.view(-1)[i], backward.view(-1)[i] = (plus - f0) / eps, (f0 - minus) / eps
+        central.view(-1)[i] = (plus - minus) / (2 * eps)
+    everything = torch.full_like(x, float((f(x + eps) - f(x - eps)) / (2 * eps)))
+    return [
+        (forward, "this is the one-sided (forward) difference (f(x + eps) − f(x)) / eps: its error shrinks like eps, "
+                  "the central one's like eps². Evaluate f at x + eps AND x − eps, divide by 2·eps"),
+        (backward, "this is the one-sided (backward) difference (f(x) − f(x − eps)) / eps: use the central difference "
+                   "(f(x + eps) − f(x − eps)) / (2·eps)"),
+        (2 * central, "the two points x + eps and x − eps are 2·eps apart: divide by 2·eps, not eps"),
+        (-central, "the sign is flipped: f(x + eps) − f(x − eps), in that order"),
+        (everything, "every entry got the same number: all entries were moved at once. Move ONE entry at a time "
+                     "(e.g. through x.view(-1)[i]) and keep the others where they are"),
+    ]
+
+
+@keeps_rng
+def check_finite_difference(finite_difference_grad: Callable[..., torch.Tensor], batch: int = 4, dim: int = 5,
+                            scale: float = 5.0, eps: float = 1e-3, seed: int = 24) -> None:
+    """``finite_difference_grad(f, x, eps)`` (central differences, one entry at a time) must agree
+    with autograd's gradient of ``contrastive_loss`` w.r.t. the image embeddings, in float64, to
+    1e-5 (a one-sided difference is off by about 1e-3 here), and leave ``x`` as it was."""
+    from ..training import contrastive_loss
+
+    img, txt = (t.double() for t in _embeddings(batch, dim, seed))
+    f = lambda e: contrastive_loss(e, txt, scale)  # noqa: E731
+    x, before = img.clone(), img.clone()
+    got = _fd_result(finite_difference_grad(f, x, eps), x, before, "finite_difference_grad(loss, image_embeds)")
+    with torch.no_grad():
+        mistakes = _fd_variants(f, img, eps)
+    leaf = img.clone().requires_grad_()
+    want = torch.autograd.grad(f(leaf), leaf)[0]
+    _verdict(got, want, "finite_difference_grad vs autograd (float64)", mistakes, atol=1e-5)
+    print(f"✓ finite_difference_grad agrees with autograd on contrastive_loss to 1e-5 (float64, eps={eps:g}); "
+          "x left unchanged")
+
+
+@keeps_rng
+def check_finite_difference_exact(finite_difference_grad: Callable[..., torch.Tensor], eps: float = 1e-2,
+                                  seed: int = 25) -> None:
+    """On ``f(x) = Σ x³`` the central difference is exactly ``3x² + eps²`` (a one-sided one is
+    ``3x² ± 3x·eps + eps²``): the answer must be that, for the ``eps`` it is given."""
+    x = torch.randn(3, 4, generator=_generator(seed), dtype=torch.float64)
+    f = lambda t: (t ** 3).sum()  # noqa: E731
+    before = x.clone()
+    got = _fd_result(finite_difference_grad(f, x, eps), x, before, f"finite_difference_grad(Σx³, x, eps={eps:g})")
+    with torch.no_grad():
+        mistakes = _fd_variants(f, before, eps)
+    want = 3 * before ** 2 + eps ** 2
+    mistakes += [(3 * before ** 2, "that is the exact derivative 3x² (autograd's); the task asks for the central "
+                                   "difference, which on Σx³ is 3x² + eps²: evaluate f at x ± eps")]
+    mistakes += [(3 * before ** 2 + d ** 2, f"the central difference for eps={d:g}, not for the eps={eps:g} you were "
+                                            "given: use the eps argument") for d in (1e-3, 1e-4, 1e-5, 1e-6) if d != eps]
+    _verdict(got, want, f"finite_difference_grad(Σx³, x, eps={eps:g})", mistakes, atol=1e-9)
+    print(f"✓ finite_difference_grad(Σx³) == 3x² + eps², exactly the central difference (eps={eps:g})")
+
+
+# --------------------------------------------------------------------------- 03 · attention fusion + collapse detector
+@keeps_rng
+def check_attention_fusion(attention_fuse: Callable[..., tuple], batch: int = 3, vit_dim: int = 8, clip_dim: int = 6,
+                           heads: int = 2, seed: int = 4) -> None:
+    """``attention_fuse(vit_cls (B, h), clip_feat (B, d), clip_proj, attention)`` must return
+    ``(fused (B, h), weights (B, 2))`` as ``HybridViTCLIP``'s attention fusion computes them:
+    tokens = stack([vit_cls, clip_proj(clip_feat)], dim=1), self-attention over the two tokens,
+    fused = mean of the two output tokens; weights = the head-averaged attention matrix
+    ``(B, 2, 2)`` averaged over the two query tokens (``branch_attention``): column 0 the ViT, 1 CLIP."""
+    proj, attn = _fusion_modules(vit_dim, clip_dim, heads, seed)
+    g = _generator(seed)
+    vit, clip = torch.randn(batch, vit_dim, generator=g), torch.randn(batch, clip_dim, generator=g)
+    with torch.no_grad():
+        tokens = torch.stack([vit, proj(clip)], dim=1)                                   # (B, 2, h)
+        mixed, w = attn(tokens, tokens, tokens, need_weights=True, average_attn_weights=True)   # (B, 2, h), (B, 2, 2)
+        result = attention_fuse(vit, clip, proj, attn)
+    check(isinstance(result, (tuple, list)) and len(result) == 2, "attention_fuse returns (fused, weights)",
+          "return two tensors: the fused feature (B, h) and the weight of each branch (B, 2)")
+    fused, weights = result
+    fused_mistakes = [
+        (mixed[:, 0], "you kept only the first token's output (the ViT's); the fusion averages both output tokens"),
+        (mixed[:, 1], "you kept only the second token's output (the CLIP's); average both output tokens"),
+        (tokens.mean(dim=1), "the tokens were averaged without attention: let them attend to each other first"),
+        (mixed.sum(dim=1), "the two output tokens were summed; the fusion averages them"),
+    ]
+    _verdict(fused, mixed.mean(dim=1), "attention_fuse: the fused feature", fused_mistakes)
+    weight_mistakes = [
+        (w, "you returned the whole (B, 2, 2) matrix (query token × key token); average it over the two query "
+            "tokens: one weight per branch, (B, 2)"),
+        (w[:, 0], "you kept only the ViT token's row (its attention over the two keys); average both query rows"),
+        (w[:, 1], "you kept only the CLIP token's row; average both query rows (dim=1)"),
+        (w.mean(dim=2), "you averaged over the keys, which gives ½ everywhere (each row sums to 1); average over the "
+                        "queries instead: the weight a KEY token (branch) receives"),
+        (w.sum(dim=1), "the two query rows were summed; average them, so that each example's weights sum to 1"),
+    ]
+    _verdict(weights, w.mean(dim=1), "attention_fuse: the weight of each branch", weight_mistakes)
+    print("✓ attention_fuse == the hybrid model's attention fusion: fused feature and branch weights")
+
+
+def _collapse_weights(rows: int, modalities: int, seed: int) -> torch.Tensor:
+    """Softmax weights ``(rows, modalities)`` with some rows pinned to one modality (never exactly at 0.9)."""
+    g = _generator(seed)
+    logits = 3.0 * torch.randn(rows, modalities, generator=g)
+    logits[::3, 0] += 6.0                                                               # pinned on the first input
+    logits[1::5, -1] += 6.0                                                             # … and some on the last
+    return logits.softmax(dim=1)
+
+
+@keeps_rng
+def check_collapse_share(collapse_share: Callable[..., float], rows: int = 20, modalities: int = 2, level: float = 0.9,
+                         seed: int = 26, weights: torch.Tensor | None = None) -> None:
+    """``collapse_share(weights (N, M), level)`` (each row: an example's weights over M inputs, summing
+    to 1) must return the share of rows whose LARGEST weight is ≥ ``level`` — a fraction in [0, 1],
+    as ``lab_utils.metrics.pinned_share``."""
+    from ..metrics import pinned_share
+
+    w = _collapse_weights(rows, modalities, seed) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+    want = torch.tensor(pinned_share(w, level))
+    got = torch.as_tensor(collapse_share(w.clone(), level)).detach().float()
+    check(got.numel() == 1, "collapse_share returns one number",
+          f"got shape {tuple(got.shape)}: the share of ALL the examples, a single fraction")
+    top = w.max(dim=1).values
+    mistakes = [
+        ((top > level).float().mean(), "a weight exactly at the level counts (≥, not >)"),
+        ((w[:, 0] >= level).float().mean(), "you looked at the first input's weight only; collapse onto ANY input "
+                                            "counts: use each row's largest weight"),
+        ((w[:, -1] >= level).float().mean(), "you looked at one input's weight only; use each row's largest weight"),
+        ((top >= level).float().sum(), "you counted the examples; the share divides by their number"),
+        ((w >= level).float().mean(), "you took the share of all N·M weights; the share is per example (row): "
+                                      "is the row's largest weight ≥ level?"),
+        ((top >= level).float().mean() * 100, "that is a percentage; return a fraction in [0, 1]"),
+    ]
+    _verdict(got.reshape(()), want.float(), f"collapse_share({len(w)}×{w.shape[1]} weights, level={level:g})", mistakes,
+             atol=1e-6)
+    print(f"✓ collapse_share == lab_utils.metrics.pinned_share on {len(w)}×{w.shape[1]} weights at level {level:g}")
+
+
+# --------------------------------------------------------------------------- 04 · gradual unfreezing
+class _TinyViTFER(nn.Module):
+    """``ViTForFER`` in miniature: a ``transformers.ViTModel`` (``vit``) and a head (``classifier``)."""
+
+    backbone_modules = ("vit",)
+
+    def __init__(self, num_layers: int = 4) -> None:
+        super().__init__()
+        from transformers import ViTConfig, ViTModel
+
+        torch.manual_seed(0)
+        config = ViTConfig(hidden_size=8, num_hidden_layers=num_layers, num_attention_heads=2, intermediate_size=16,
+                           image_size=8, patch_size=4)
+        self.vit = ViTModel(config, add_pooling_layer=False)
+        self.classifier = nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 3))
+
+
+def _vit_parts(model: _TinyViTFER) -> dict[str, object]:
+    """Parameter names by part: ``head``, ``embeddings``, ``norm`` (the final LayerNorm), ``blocks`` (bottom first)."""
+    from ..models.fer import encoder_layers
+
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    names = lambda module: {name_of[id(p)] for p in module.parameters()}  # noqa: E731
+    return {"head": names(model.classifier), "embeddings": names(model.vit.embeddings),
+            "norm": names(model.vit.layernorm), "blocks": [names(b) for b in encoder_layers(model.vit)]}
+
+
+def _unfreeze_hint(got: set, want: set, parts: dict, n: int, start: str) -> str:
+    blocks = parts["blocks"]
+    opened = {i for i, b in enumerate(blocks) if b <= got}
+    lower = set().union(*blocks[:len(blocks) - n]) if n < len(blocks) else set()
+    if start == "trainable" and got > want and lower & got:
+        return ("blocks that were trainable before the call stayed trainable: freeze the backbone first, then "
+                "open the top n blocks")
+    if not parts["head"] <= got:
+        return "the head (model.classifier) must always train, whatever n is"
+    if parts["embeddings"] & got:
+        return ("the embeddings (patch projection, [CLS], position embeddings) must stay frozen: only the top n "
+                "blocks and the final LayerNorm open")
+    if n >= 1 and not parts["norm"] <= got:
+        return "the final LayerNorm (model.vit.layernorm) comes after the top block: it opens with the top blocks"
+    if n == 0 and parts["norm"] & got:
+        return "with n = 0 the whole backbone is frozen, the final LayerNorm too: only the head trains"
+    if n and opened == set(range(n)) and n < len(blocks):
+        return ("you opened the BOTTOM n blocks (closest to the pixels); unfreezing goes from the top: the last n "
+                "of encoder_layers(model.vit)")
+    if got < want:
+        return "part of the top n blocks stayed frozen: every parameter of each of the top n blocks must train"
+    return "head + the top n blocks (+ the final LayerNorm when n ≥ 1) train; everything else is frozen"
+
+
+@keeps_rng
+def check_unfreeze_top_layers(unfreeze_top_layers: Callable[..., object], num_layers: int = 4,
+                              ns: Sequence[int] = (0, 1, 2, 4)) -> None:
+    """``unfreeze_top_layers(model, n)`` on a ``ViTForFER``-like model must leave exactly these
+    trainable: the head, the top ``n`` encoder blocks and (``n ≥ 1``) the final LayerNorm —
+    the embeddings and lower blocks frozen — whatever was trainable before (checked from a fully
+    trainable and from a fully frozen model)."""
+    model = _TinyViTFER(num_layers)
+    parts = _vit_parts(model)
+    sizes = {n: p.numel() for n, p in model.named_parameters()}
+    for start in ("trainable", "frozen"):
+        for n in ns:
+            want = set(parts["head"]) | (set(parts["norm"]) if n else set())
+            for block in parts["blocks"][num_layers - n:] if n else []:
+                want |= block
+            model.requires_grad_(start == "trainable")
+            unfreeze_top_layers(model, n)
+            got = {name for name, p in model.named_parameters() if p.requires_grad}
+            if got != want:
+                count = lambda names: sum(sizes[x] for x in names)  # noqa: E731
+                open_ = lambda names: [i for i, b in enumerate(parts["blocks"]) if b <= names]  # noqa: E731
+                raise AssertionError(
+                    f"✗ unfreeze_top_layers(model, n={n}) on a {num_layers}-block ViT that was all {start} before: "
+                    f"{count(got):,} trainable parameters, expected {count(want):,}; trainable blocks (0 = bottom) "
+                    f"{open_(got)}, expected {open_(want)}\n  → " + _unfreeze_hint(got, want, parts, n, start))
+    print(f"✓ unfreeze_top_layers(model, n) for n in {tuple(ns)} of {num_layers} blocks, from a trainable and from a "
+          "frozen model: head always, top n blocks (+ final LayerNorm), embeddings frozen")
+
+
+@keeps_rng
+def check_blocks_to_open(blocks_to_open: Callable[[int, int, int], int], num_layers: int = 4, every: int = 2) -> None:
+    """``blocks_to_open(epoch, num_layers, every)`` must give, for every epoch from 0, the number
+    of top blocks a gradual-unfreezing schedule trains: none during the first ``every`` epochs,
+    one more after each further ``every`` epochs, never more than ``num_layers``."""
+    epochs = range(every * (num_layers + 2) + 1)
+    want = [min(num_layers, e // every) for e in epochs]
+    got = [blocks_to_open(e, num_layers, every) for e in epochs]
+    check(all(isinstance(b, int) or (isinstance(b, float) and b.is_integer()) for b in got),
+          "blocks_to_open returns whole numbers of blocks", f"got {got[:6]} …: return an int")
+    got = [int(b) for b in got]
+    if got == want:
+        print(f"✓ blocks_to_open(epoch, num_layers={num_layers}, every={every}) for epochs 0…{epochs[-1]}: {want}")
+        return
+    first = next(e for e in epochs if got[e] != want[e])
+    variants = [
+        ([min(num_layers, e // every + 1) for e in epochs], "a block already opens in epoch 0: during the first "
+         f"`every` epochs (0 … {every - 1}) only the head trains"),
+        ([e // every for e in epochs], f"more blocks than the backbone has ({num_layers}): the count stops at "
+                                        "num_layers"),
+        ([min(num_layers, -(-e // every)) for e in epochs], "a block opens before `every` whole epochs have passed: "
+         "count only completed periods of `every` epochs"),
+        ([min(num_layers, e) for e in epochs], "one block per epoch; it is one block per `every` epochs"),
+    ]
+    hint = next((h for v, h in variants if v == got), f"epoch {first} of a schedule with every={every}: write the table "
+                "epoch → blocks by hand for the first few periods and compare")
+    raise AssertionError(f"✗ blocks_to_open(epoch {first}, num_layers={num_layers}, every={every}) = {got[first]}, "
+                         f"expected {want[first]} (epochs 0…{epochs[-1]}: got {got}, expected {want})\n  → {hint}")
