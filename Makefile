@@ -9,8 +9,8 @@
 #   make rehearsal   the full (Colab) profile end to end, offline, on stand-in models and data
 #   make compat      unit tests + rehearsal again with the oldest transformers supported (4.x)
 # and for instructors (README, "For instructors"):
-#   make student                      the student edition (exercises stubbed, hidden tests removed)
-#                                     → outputs/student/release/lab/
+#   make student STUDENT_REPO=<url>   the student release (no answers), to publish at <url>
+#                                     → outputs/student/<repository name>/
 #   make grade SUBMISSIONS=<folder>   grade a class (<folder>/<student>/NN_….ipynb) → outputs/grading/
 
 PYTHON ?= python3
@@ -80,9 +80,12 @@ compat: $(OLDEST)/.installed
 	PYTHONPATH=$(OLDEST) $(PY) -m pytest tests -q -p no:cacheprovider
 	PYTHONPATH=$(OLDEST) $(PY) -m lab_utils.rehearsal --timeout 300
 
-# The student edition: nbgrader's generate_assignment over notebooks/ (lab_utils/grading/course.py).
+# The student release: a folder to publish as its own repository, the lab without the answers
+# (nbgrader's student edition, cloning STUDENT_REPO on Colab; lab_utils/grading/release.py).
+STUDENT_REPO ?=
 student: $(STAMP)
-	$(PY) -m lab_utils.grading student
+	@test -n "$(STUDENT_REPO)" || { echo "usage: make student STUDENT_REPO=https://github.com/<you>/<course>-lab   (the repository students will clone; never this one)"; exit 2; }
+	$(PY) -m lab_utils.grading student --repo "$(STUDENT_REPO)"
 
 # Grade a class: run each submission (quick profile), autograde its exercises, write the report.
 SUBMISSIONS ?=

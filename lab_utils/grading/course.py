@@ -33,7 +33,12 @@ from pathlib import Path
 
 import nbformat
 
+from .answers import notebook_imports
 from .cells import EXERCISE_TAG
+
+QUESTION_TAG = "question"
+IMPORTS_CELL = "lab-imports"
+"""Id of the cell that puts the notebook's imports in front of its exercises when they are graded alone."""
 
 STUB = '# YOUR CODE HERE\nraise NotImplementedError("not implemented yet — see the hint above")'
 """What a solution region becomes in the student edition (nbgrader's ``ClearSolutions.code_stub``)."""
@@ -74,9 +79,12 @@ def _checked(result: dict, what: str) -> dict:
 
 def is_exercise_cell(cell: nbformat.NotebookNode) -> bool:
     """A cell tagged ``exercise`` or carrying nbgrader marks, or (for a notebook whose cell
-    metadata an editor dropped) a test cell, recognised by its import of the checks."""
+    metadata an editor dropped) a test cell, recognised by its import of the checks. Written
+    questions (tag ``question``) are not: they are graded by hand (``lab_utils.grading.manual``)."""
     meta = cell.get("metadata", {})
-    return (EXERCISE_TAG in meta.get("tags", []) or "nbgrader" in meta
+    if QUESTION_TAG in meta.get("tags", []):
+        return False
+    return (EXERCISE_TAG in meta.get("tags", []) or ("nbgrader" in meta and cell.get("cell_type") == "code")
             or (cell.get("cell_type") == "code" and "lab_utils.grading.exercises" in cell.get("source", "")))
 
 
@@ -127,7 +135,9 @@ def generate_student_edition(notebooks: list[Path], root: Path) -> list[Path]:
 
 def exercise_extract(nb: nbformat.NotebookNode, solutions_from: nbformat.NotebookNode | None = None
                      ) -> nbformat.NotebookNode:
-    """The exercise cells of ``nb`` as a notebook of their own (outputs cleared).
+    """The exercise cells of ``nb`` as a notebook of their own (outputs cleared), after a first
+    cell with the notebook's imports (``notebook_imports``; kept as it is when ``nb`` is already
+    an extract), so that a solution using ``torch`` or ``F`` runs as it does in the notebook.
 
     With ``solutions_from`` (a student's notebook), each solution cell's source is the
     student's (``student_solutions``); a solution the student deleted becomes ``STUB`` (it
@@ -135,6 +145,10 @@ def exercise_extract(nb: nbformat.NotebookNode, solutions_from: nbformat.Noteboo
     their hidden parts from its gradebook anyway."""
     student = student_solutions(solutions_from, nb) if solutions_from is not None else {}
     out = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
+    imports = next((c for c in nb.cells if c.get("id") == IMPORTS_CELL), None)
+    out.cells.append(copy.deepcopy(imports) if imports is not None else nbformat.v4.new_code_cell(
+        "# The notebook's imports: a solution may use them as it does in the notebook\n" + notebook_imports(nb),
+        id=IMPORTS_CELL))
     for cell in nb.cells:
         if not is_exercise_cell(cell):
             continue

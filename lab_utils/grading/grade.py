@@ -23,14 +23,21 @@ The class report goes to ``<out>/`` (default ``outputs/grading/``):
 * ``figures/<notebook>/<figure>.html``: one contact sheet per figure, every student's version
   side by side, and ``figures/index.html``.
 
-Flags say what an instructor should look at: a notebook that did not run, a notebook that
-classmates handed in and this student did not, a metric far outside the class's spread
-(robust z-score > 3.5 against the median), and identical exercise solutions.
+3. **read**: what each student wrote, without running it (``lab_utils.grading.answers``): an
+   exercise whose solution calls the lab function it re-implements scores 0; the written answers
+   go to one page per question (``questions/<grade_id>.html``) and ``manual_scores.csv``, which the
+   instructor fills in (``lab_utils.grading.manual``).
+
+Flags say what an instructor should look at, each in one line with its reason: a notebook that
+did not run, a notebook that classmates handed in and this student did not, a solution that
+calls the lab's own implementation, a metric far outside the class's spread (robust z-score >
+3.5 against the median; wall-clock timings never: they measure the laptop), and an exercise
+solved identically by several students beyond the code the notebook shows (three own lines or
+more; the same short answer everyone writes is no flag).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import html
 import json
 import math
@@ -46,8 +53,8 @@ import nbformat
 import pandas as pd
 
 from ..paths import repo_root
-from . import course
-from .cells import EXERCISES, exercises_for
+from . import answers, course, manual
+from .cells import EXERCISES, QUESTIONS, exercises_for
 
 OUTLIER_Z = 3.5
 """A metric is flagged when |value − class median| > OUTLIER_Z × the class's robust spread."""
@@ -63,7 +70,10 @@ class NotebookResult:
 
     ``status``: ``ok`` | ``failed`` | ``timeout`` | ``missing`` | ``unreadable`` | ``not run``
     (``--no-execute`` and no stored outputs); ``error`` names the cell and the error;
-    ``exercises``: ``{grade_id: {"score", "max_score", "message"}}``."""
+    ``exercises``: ``{grade_id: {"score", "max_score", "message"}}``; ``fingerprints``:
+    ``{grade_id: [hash, own lines]}`` of the non-trivial solutions (``answers.fingerprint``);
+    ``references``: ``{grade_id: [lab names the solution uses]}``; ``answers``: ``{question
+    grade_id: the written answer}``; ``questions``: ``{question grade_id: score or "ungraded"}``."""
 
     student: str
     notebook: str
@@ -73,7 +83,10 @@ class NotebookResult:
     metrics: dict = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
     exercises: dict[str, dict] = field(default_factory=dict)
-    fingerprint: str | None = None
+    fingerprints: dict[str, list] = field(default_factory=dict)
+    references: dict[str, list[str]] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)
+    questions: dict[str, float | str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- finding submissions
@@ -186,16 +199,19 @@ def run_submission(student: str, stem: str, nb: nbformat.NotebookNode, out: Path
     return NotebookResult(student, stem, run["status"], error, run["seconds"], run["metrics"], figures)
 
 
-def solution_fingerprint(nb: nbformat.NotebookNode) -> str | None:
-    """A hash of the student's exercise solutions (whitespace ignored), or ``None`` when they
-    wrote none (every solution still the stub)."""
-    sources = []
-    for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
-            sources.append(re.sub(r"\s+", "", cell.source))
-    if not sources or all(re.sub(r"\s+", "", course.STUB) in s for s in sources):
-        return None
-    return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
+def read_solutions(result: NotebookResult, nb: nbformat.NotebookNode, solution_nb: nbformat.NotebookNode) -> None:
+    """Fill in what the student wrote, read without running it: each exercise's fingerprint (when
+    non-trivial) and the lab names it leans on, and the written answers."""
+    sources = course.student_solutions(nb, solution_nb)
+    for ex in exercises_for(result.notebook):
+        source = sources.get(f"{ex.grade_id}_solution", "")
+        printed = answers.fingerprint(source, answers.shown_lines(solution_nb, ex))
+        if printed:
+            result.fingerprints[ex.grade_id] = list(printed)
+        used = answers.reference_uses(source, ex.reference)
+        if used:
+            result.references[ex.grade_id] = used
+    result.answers = answers.written_answers(nb, [q.grade_id for q in QUESTIONS if q.notebook == result.notebook])
 
 
 # --------------------------------------------------------------------------- the class
@@ -220,12 +236,14 @@ def grade_class(submissions: Path, out: Path, execute: bool = True, timeout: int
         readable: dict[str, nbformat.NotebookNode] = {}
         for stem in expected:
             if stem not in mine:
-                results.append(NotebookResult(student, stem, "missing", "not handed in"))
+                results.append(NotebookResult(student, stem, "missing", "not handed in", answers={
+                    q.grade_id: "" for q in QUESTIONS if q.notebook == stem}))
                 continue
             try:
                 nb = nbformat.read(mine[stem], as_version=4)
             except Exception as err:  # noqa: BLE001 — any broken file is reported, not fatal
-                results.append(NotebookResult(student, stem, "unreadable", f"{type(err).__name__}: {err}"))
+                results.append(NotebookResult(student, stem, "unreadable", f"{type(err).__name__}: {err}", answers={
+                    q.grade_id: "" for q in QUESTIONS if q.notebook == stem}))
                 continue
             readable[stem] = nb
             print(f"▶ {student} · {stem} …", flush=True)
@@ -233,7 +251,7 @@ def grade_class(submissions: Path, out: Path, execute: bool = True, timeout: int
                 result = run_submission(student, stem, nb, out, lab_root, timeout)
             else:
                 result = NotebookResult(student, stem, *stored_status(nb))
-            result.fingerprint = solution_fingerprint(nb)
+            read_solutions(result, nb, nbformat.read(lab[stem[:2]], as_version=4))
             print(f"  {result.status}" + (f" — {result.error}" if result.error else ""), flush=True)
             results.append(result)
         scores = {}
@@ -243,9 +261,29 @@ def grade_class(submissions: Path, out: Path, execute: bool = True, timeout: int
         for result in results:
             if result.student == student:
                 result.exercises = _exercise_scores(result.notebook, scores.get(result.notebook), result.status)
+                _zero_reference_calls(result)
+    questions = {q.grade_id: q for q in QUESTIONS if q.notebook in expected}
+    written: dict[str, dict[str, str]] = {}
+    for r in results:
+        written.setdefault(r.student, {}).update(r.answers)
+    rows = manual.update_scores_file(out / manual.SCORES_FILE, written, questions)
+    for r in results:
+        r.questions = {g: manual.score(rows, r.student, g, text) for g, text in r.answers.items()}
+    manual.write_question_pages(out, written, questions, rows)
     report = build_report(results, expected, ignored)
     write_report(report, out)
     return report
+
+
+def _zero_reference_calls(result: NotebookResult) -> None:
+    """An exercise whose solution calls the lab function it re-implements scores 0, with the reason."""
+    for grade_id, used in result.references.items():
+        score = result.exercises.get(grade_id)
+        if score is not None:
+            names = ", ".join(used)
+            score.update(score=0.0, message=f"0 points: the solution uses the lab's {names}, which the exercise asks "
+                                            "you to write yourself" + (f" (the tests said: {score['message']})"
+                                                                       if score["message"] else ""))
 
 
 def _exercise_scores(stem: str, scores: dict | None, status: str) -> dict[str, dict]:
@@ -284,25 +322,40 @@ def class_flags(results: list[NotebookResult]) -> dict[str, list[str]]:
             flags[r.student].append(f"{r.notebook} did not run ({r.status}: {r.error})")
         elif r.status == "missing":
             flags[r.student].append(f"{r.notebook} missing (handed in by classmates)")
+    for r in results:
+        for grade_id, used in sorted(r.references.items()):
+            flags[r.student].append(f"{grade_id}: 0 points, the solution calls the lab's {', '.join(used)} "
+                                    "(the function it is asked to write)")
     by_metric: dict[tuple[str, str], dict[str, float]] = {}
     for r in results:
         for key, value in _numeric(r.metrics).items():
-            by_metric.setdefault((r.notebook, key), {})[r.student] = value
+            if not is_timing(key):             # a loaded laptop is not something to act on
+                by_metric.setdefault((r.notebook, key), {})[r.student] = value
     for (stem, key), values in sorted(by_metric.items()):
         median = statistics.median(values.values()) if values else 0.0
         for student, zscore in robust_outliers(values).items():
             flags[student].append(f"{stem} {key} = {values[student]:.4g} is far from the class "
                                   f"(median {median:.4g}, robust z = {zscore:+.1f})")
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str, int], list[str]] = {}
     for r in results:
-        if r.fingerprint:
-            groups.setdefault((r.notebook, r.fingerprint), []).append(r.student)
-    for (stem, _), same in sorted(groups.items()):
+        for grade_id, (digest, lines) in sorted(r.fingerprints.items()):
+            groups.setdefault((grade_id, digest, lines), []).append(r.student)
+    for (grade_id, _, lines), same in sorted(groups.items()):
         if len(same) > 1:
             for student in same:
                 others = ", ".join(s for s in same if s != student)
-                flags[student].append(f"{stem}: exercise solutions identical to {others}")
+                flags[student].append(f"{grade_id}: solution identical to {others}'s "
+                                      f"({lines} lines beyond the code the notebook shows)")
     return flags
+
+
+_TIMING = re.compile(r"(^|_)(seconds|minutes|hours|time|per_s|s)($|_)")
+
+
+def is_timing(key: str) -> bool:
+    """A wall-clock figure (``train_seconds``, ``train_images_per_s``, ``seconds_clip_cache``):
+    shown in the report, never tested for outliers — it measures the laptop, not the work."""
+    return bool(_TIMING.search(key))
 
 
 def _numeric(metrics: dict) -> dict[str, float]:
@@ -314,6 +367,7 @@ def build_report(results: list[NotebookResult], expected: list[str], ignored: li
     """The report as plain data: one row per student (a dict of columns), and the details."""
     flags = class_flags(results)
     exercises = [ex for ex in EXERCISES if ex.notebook in expected]
+    questions = [q for q in QUESTIONS if q.notebook in expected]
     rows = []
     for student in dict.fromkeys(r.student for r in results):
         mine = {r.notebook: r for r in results if r.student == student}
@@ -328,12 +382,25 @@ def build_report(results: list[NotebookResult], expected: list[str], ignored: li
             total, maximum = total + score["score"], maximum + score["max_score"]
         row["exercise points"] = total
         row["out of"] = maximum
+        written = ungraded = 0.0
+        for q in questions:
+            given = mine[q.notebook].questions.get(q.grade_id, 0.0)
+            row[f"{q.grade_id} (/{q.points:g} written)"] = given
+            if given == manual.UNGRADED:
+                ungraded += 1
+            else:
+                written += float(given)
+        if questions:
+            row["question points"] = written
+            row["questions out of"] = float(sum(q.points for q in questions))
+            row["ungraded answers"] = int(ungraded)
         for stem in expected:
             for key, value in _numeric(mine[stem].metrics).items():
                 row[f"{stem}: {key}"] = value
         row["flags"] = "; ".join(flags[student])
         rows.append(row)
-    return {"notebooks": expected, "exercises": [ex.grade_id for ex in exercises], "rows": rows,
+    return {"notebooks": expected, "exercises": [ex.grade_id for ex in exercises],
+            "questions": [q.grade_id for q in questions], "rows": rows,
             "flags": flags, "results": [asdict(r) for r in results], "ignored": ignored}
 
 
@@ -356,6 +423,12 @@ def write_report(report: dict, out: Path) -> None:
     styled = table.style.apply(lambda row: ["background:#fde2e1" if flagged.loc[row.name] else "" for _ in row],
                                axis=1).hide(axis="index")
     links = "".join(f'<li><a href="{html.escape(rel)}">{html.escape(name)}</a></li>' for name, rel in sheets)
+    ungraded = sum(int(row.get("ungraded answers", 0)) for row in report["rows"])
+    questions = (f"<p>{ungraded} answers still ungraded. Read each question's answers side by side, then enter the "
+                 f"scores in <code>{manual.SCORES_FILE}</code> and run <code>make grade</code> again:</p><ul>"
+                 + "".join(f'<li><a href="questions/{html.escape(g)}.html">{html.escape(g)}</a></li>'
+                           for g in report.get("questions", [])) + "</ul>"
+                 if report.get("questions") else "<p>none</p>")
     page = f"""<!doctype html><meta charset="utf-8"><title>Class report</title>
 <style>body{{font-family:sans-serif}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}</style>
@@ -363,6 +436,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}</style>
 <p>{len(table)} students · notebooks {', '.join(report['notebooks'])} · rows with flags are red.</p>
 {styled.to_html()}
 <h2>Why exercises lost points</h2>{''.join(details) or '<p>none</p>'}
+<h2>Written questions (graded by hand)</h2>{questions}
 <h2>Contact sheets (every student's version of a figure)</h2><ul>{links or '<li>no figures (nothing was executed)</li>'}</ul>
 <h2>Files not graded</h2><p>{html.escape(', '.join(report['ignored'])) or 'none'}</p>
 """
@@ -404,7 +478,10 @@ def print_summary(report: dict) -> None:
     print(f"\nClass report ({len(report['rows'])} students):")
     for row in report["rows"]:
         notebooks = ", ".join(f"{stem[:2]} {str(row[stem]).split(':')[0]}" for stem in report["notebooks"])
-        print(f"  {row['student']:<16} {row['exercise points']:g}/{row['out of']:g} points · {notebooks}"
+        written = (f" · written {row['question points']:g}/{row['questions out of']:g}"
+                   + (f" ({row['ungraded answers']} ungraded)" if row["ungraded answers"] else "")
+                   if "question points" in row else "")
+        print(f"  {row['student']:<16} {row['exercise points']:g}/{row['out of']:g} points{written} · {notebooks}"
               + (f"\n    ⚑ {row['flags']}" if row["flags"] else ""))
 
 
@@ -423,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     report = grade_class(args.submissions, out, execute=not args.no_execute, timeout=args.timeout)
     print_summary(report)
     print(f"\nReport: {out / 'class_report.html'} (and class_report.csv, figures/index.html)")
+    if report.get("questions"):
+        print(f"Written answers: {out / 'questions'}/<question>.html; scores go in {out / manual.SCORES_FILE}, "
+              "then run make grade again")
     return 0
 
 
