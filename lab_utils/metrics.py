@@ -114,3 +114,67 @@ def pinned_share(weights, level: float = 0.9) -> float:
     if w.ndim != 2 or not np.allclose(w.sum(1), 1.0, atol=1e-4):
         raise ValueError(f"pinned_share expects (N, M) weights whose rows sum to 1, got shape {w.shape}")
     return float((w.max(1) >= level).mean()) if len(w) else 0.0
+
+
+def bootstrap_ci(y_true, y_pred, metric: str = "f1_macro", num_classes: int | None = None,
+                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a test metric over the test examples: ``n_boot``
+    resamples of the ``N`` (label, prediction) pairs, drawn with replacement, and the metric
+    (``"accuracy"`` or ``"f1_macro"``, as ``accuracy`` / ``macro_f1`` with ``num_classes``) of
+    each; returns the ``(1 − level) / 2`` and ``(1 + level) / 2`` quantiles.
+
+    It says how much the number would move with other test images of the same kind — not with
+    another seed or machine. Uses its own NumPy generator (``seed``): torch's random stream is
+    left alone."""
+    if metric not in ("accuracy", "f1_macro"):
+        raise ValueError(f"bootstrap_ci: metric {metric!r} is not supported. Allowed: 'accuracy', 'f1_macro'")
+    if not 0 < level < 1:
+        raise ValueError(f"bootstrap_ci: level {level} must be between 0 and 1 (e.g. 0.95)")
+    t, p = _np(y_true).astype(np.int64).ravel(), _np(y_pred).astype(np.int64).ravel()
+    if len(t) != len(p) or not len(t):
+        raise ValueError(f"bootstrap_ci needs as many predictions as labels, at least one: got {len(t)} and {len(p)}")
+    c = int(num_classes or max(t.max(), p.max()) + 1)
+    idx = np.random.default_rng(seed).integers(0, len(t), size=(n_boot, len(t)))
+    if metric == "accuracy":
+        values = (t[idx] == p[idx]).mean(1)
+    else:   # one confusion matrix per resample, from a single bincount
+        keys = (np.arange(n_boot)[:, None] * c * c + t[idx] * c + p[idx]).ravel()
+        cm = np.bincount(keys, minlength=n_boot * c * c).reshape(n_boot, c, c)
+        tp = np.diagonal(cm, axis1=1, axis2=2)
+        denom = cm.sum(1) + cm.sum(2)                     # 2·tp + fp + fn
+        values = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean(1)
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def score_intervals(y_true, y_pred, num_classes: int, level: float = 0.95, n_boot: int = 1000,
+                    seed: int = 0) -> dict[str, float]:
+    """``{"accuracy_low", "accuracy_high", "f1_macro_low", "f1_macro_high"}``: the
+    ``bootstrap_ci`` of both test metrics, as columns for a results table (the lab's bar charts
+    draw them as error bars)."""
+    out = {}
+    for metric in ("accuracy", "f1_macro"):
+        out[f"{metric}_low"], out[f"{metric}_high"] = bootstrap_ci(y_true, y_pred, metric, num_classes, n_boot,
+                                                                   level, seed)
+    return out
+
+
+def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature scaling (Guo et al. 2017): the ``T`` in ``bounds`` that minimises the
+    cross-entropy of ``softmax(logits / T)`` against ``labels`` — fit it on *validation*
+    predictions, then divide the test logits by it. ``T > 1``: the model was over-confident.
+    One number for all classes, so the predicted class (the argmax) never changes, only how
+    sure the model says it is. Deterministic (a bounded 1-D search, SciPy)."""
+    from scipy.optimize import minimize_scalar
+
+    z = torch.as_tensor(_np(logits), dtype=torch.float64)
+    y = torch.as_tensor(_np(labels), dtype=torch.int64)
+    if z.ndim != 2 or len(z) != len(y) or not len(y):
+        raise ValueError(f"fit_temperature expects (N, C) logits and N labels, N ≥ 1: got {tuple(z.shape)} and {len(y)}")
+
+    def nll(log_t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(z / np.exp(log_t), y))
+
+    found = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
+                            options={"xatol": 1e-6})
+    return float(np.exp(found.x))

@@ -599,13 +599,14 @@ class Variant:
     logits: torch.Tensor | None = None
     labels: torch.Tensor | None = None
 
-    def scores(self, num_classes: int | None = None) -> dict[str, float]:
-        """``{"accuracy", "f1_macro"}`` on the test set."""
+    def scores(self, num_classes: int | None = None, intervals: bool = False) -> dict[str, float]:
+        """``{"accuracy", "f1_macro"}`` on the test set; with ``intervals``, their 95 % bootstrap
+        intervals over the test examples too (``metrics.score_intervals``: ``accuracy_low``, …)."""
         if self.logits is None:
             raise ValueError("this variant was not tested: train_variant(..., test=True) and a 'test' loader")
-        pred = self.logits.argmax(1)
-        return {"accuracy": M.accuracy(self.labels, pred),
-                "f1_macro": M.macro_f1(self.labels, pred, num_classes or self.logits.shape[1])}
+        pred, classes = self.logits.argmax(1), num_classes or self.logits.shape[1]
+        out = {"accuracy": M.accuracy(self.labels, pred), "f1_macro": M.macro_f1(self.labels, pred, classes)}
+        return out | (M.score_intervals(self.labels, pred, classes) if intervals else {})
 
 
 def train_variant(model: nn.Module, loaders: Mapping[str, Iterable], step_fn: StepFn, *, epochs: int,

@@ -27,3 +27,26 @@ def test_sample_grid_and_balance(tmp_path, monkeypatch):
     assert len(ax.patches) == 3 * 7 and sum(p.get_height() for p in ax.patches) == 140
     assert (tmp_path / "outputs" / "test_data_viz" / "sample_grid.png").exists()
     plt.close("all")
+
+
+def test_result_bars_draw_the_interval_columns_and_name_references_in_the_legend(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from lab_utils.viz import grouped_bars
+    from lab_utils.viz.hybrid import plot_results
+    monkeypatch.setenv("LAB_ROOT", str(tmp_path))
+    table = pd.DataFrame({"accuracy": [0.5, 0.7], "f1_macro": [0.4, 0.6], "accuracy_low": [0.45, 0.6],
+                          "accuracy_high": [0.52, 0.8], "f1_macro_low": [0.3, 0.55], "f1_macro_high": [0.5, 0.65],
+                          "trainable_params": [10, 1000], "train_s": [1.0, 2.0]}, index=["a", "b"])
+    fig = grouped_bars(table, ["accuracy", "f1_macro"], title="t", name="bars", reference={"chance": 1 / 7})
+    ax = fig.axes[0]
+    caps = sorted(round(y, 3) for line in ax.lines if line.get_marker() == "_" for y in line.get_ydata())
+    assert caps == sorted([0.45, 0.6, 0.52, 0.8, 0.3, 0.55, 0.5, 0.65])          # each bar's interval, both ends
+    assert "chance" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not [t for t in ax.texts if "chance" in t.get_text()]                 # no label drawn over the bars
+    plt.close(fig)
+    fig = plot_results(table, name="results", chance=1 / 7)
+    caps = sorted(round(y, 3) for line in fig.axes[0].lines if line.get_marker() == "_" for y in line.get_ydata())
+    assert caps == sorted([0.45, 0.6, 0.52, 0.8, 0.3, 0.55, 0.5, 0.65])
+    plt.close(fig)

@@ -51,3 +51,44 @@ def test_pinned_share_counts_rows_handed_to_one_input():
     assert pinned_share(w) == 0.5 and pinned_share(w, level=0.99) == 0.0 and pinned_share(w, 0.7) == 0.75
     with pytest.raises(ValueError, match="rows sum to 1"):
         pinned_share(torch.tensor([[0.5, 0.6]]))
+
+
+def test_bootstrap_ci_matches_scikit_learn_on_the_same_resamples_and_leaves_torch_alone():
+    from sklearn.metrics import f1_score
+    from lab_utils.metrics import bootstrap_ci
+    rng = np.random.default_rng(3)
+    t = rng.integers(0, 7, 300)
+    p = np.where(rng.random(300) < 0.6, t, rng.integers(0, 7, 300))
+    idx = np.random.default_rng(5).integers(0, 300, size=(400, 300))      # what bootstrap_ci draws with seed 5
+    f1s = [f1_score(t[i], p[i], average="macro", labels=list(range(7)), zero_division=0) for i in idx]
+    torch.manual_seed(0)
+    expected = torch.rand(2)
+    torch.manual_seed(0)
+    low, high = bootstrap_ci(torch.as_tensor(t), torch.as_tensor(p), "f1_macro", num_classes=7, n_boot=400, seed=5)
+    assert torch.equal(torch.rand(2), expected)
+    assert (low, high) == pytest.approx(tuple(np.quantile(f1s, [0.025, 0.975])), abs=1e-12)
+    acc = [(t[i] == p[i]).mean() for i in idx]
+    assert bootstrap_ci(t, p, "accuracy", n_boot=400, seed=5) == pytest.approx(tuple(np.quantile(acc, [0.025, 0.975])))
+    assert low < macro_f1(t, p, 7) < high
+
+
+@pytest.mark.parametrize("kwargs, message", [({"metric": "auc"}, "Allowed: 'accuracy', 'f1_macro'"),
+                                             ({"level": 95}, "between 0 and 1")])
+def test_bootstrap_ci_refuses_what_it_cannot_compute(kwargs, message):
+    from lab_utils.metrics import bootstrap_ci
+    with pytest.raises(ValueError, match=message):
+        bootstrap_ci([0, 1], [0, 1], **kwargs)
+
+
+def test_fit_temperature_finds_the_nll_minimum_and_undoes_a_known_overconfidence():
+    from lab_utils.metrics import fit_temperature
+    g = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(2000, 7, generator=g) * 2
+    labels = torch.distributions.Categorical(logits=true_logits).sample()      # calibrated by construction
+    t = fit_temperature(true_logits * 3, labels)                              # three times over-confident
+    assert t == pytest.approx(3.0, rel=0.1)
+    grid = np.exp(np.linspace(np.log(0.5), np.log(10), 2001))                 # an independent brute-force search
+    nll = [float(torch.nn.functional.cross_entropy(true_logits * 3 / s, labels)) for s in grid]
+    assert t == pytest.approx(grid[int(np.argmin(nll))], rel=2e-3)
+    with pytest.raises(ValueError, match="expects \\(N, C\\) logits and N labels"):
+        fit_temperature(torch.zeros(3, 7), torch.zeros(2))

@@ -75,7 +75,12 @@ def plot_clip_training(trace: pd.DataFrame, history: pd.DataFrame | None = None,
     ax.set(title="Symmetric contrastive loss", xlabel="optimizer step", ylabel="loss (nats)")
     ax.legend(fontsize=8)
     ax = axes[1]
-    ax.plot(trace["step"], trace["temperature"], color="C3")
+    tau = trace["temperature"]
+    ax.plot(trace["step"], tau, color="C3")
+    ax.set_ylim(0, tau.max() * 1.25)        # from 0: a 6 % drift looks like 6 %, not like a plunge
+    first, last = float(tau.iloc[0]), float(tau.iloc[-1])
+    ax.annotate(f"τ {first:.4f} → {last:.4f} ({100 * (last / first - 1):+.0f} %)", xy=(0.98, 0.06),
+                xycoords="axes fraction", ha="right", fontsize=8)
     ax.set(title="Learned temperature τ = 1 / exp(logit_scale)", xlabel="optimizer step", ylabel="τ")
     if panels == 3:
         ax = axes[2]

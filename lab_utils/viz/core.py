@@ -132,29 +132,40 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str
     return fig
 
 
+def interval_errors(table: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """``(2, N)`` distances from each value of ``table[metric]`` down to ``<metric>_low`` and up
+    to ``<metric>_high`` (matplotlib's ``yerr``), or ``None`` when the table has no interval."""
+    low, high = f"{metric}_low", f"{metric}_high"
+    if low not in table or high not in table:
+        return None
+    values = table[metric].to_numpy(float)
+    return np.clip(np.stack([values - table[low].to_numpy(float), table[high].to_numpy(float) - values]), 0, None)
+
+
 def grouped_bars(table: pd.DataFrame, metrics: Sequence[str], title: str, name: str,
                  ylabel: str = "score", errors: pd.DataFrame | None = None,
                  reference: dict[str, float] | None = None, ylim: tuple[float, float] | None = (0, 1)) -> plt.Figure:
     """Grouped bar chart: one group per row of ``table`` (its index = model names), one
-    bar per metric column; ``errors`` (same shape) draws ± error bars; ``reference``
-    draws labelled horizontal lines (e.g. ``{"chance": 1/7}``)."""
+    bar per metric column; ``errors`` (same shape) draws ± error bars, else a metric's
+    ``<metric>_low`` / ``<metric>_high`` columns, when ``table`` has them, draw its interval
+    (``metrics.score_intervals``); ``reference`` draws horizontal lines named in the legend,
+    which sits outside the axes so that nothing covers a bar (e.g. ``{"chance": 1/7}``)."""
     x = np.arange(len(table))
     width = 0.8 / len(metrics)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(table) + 2), 3.8))
     for i, metric in enumerate(metrics):
-        err = errors[metric].values if errors is not None else None
+        err = errors[metric].values if errors is not None else interval_errors(table, metric)
         bars = ax.bar(x + (i - (len(metrics) - 1) / 2) * width, table[metric].values, width,
                       yerr=err, capsize=3, label=metric.replace("_", " "))
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-    for label, value in (reference or {}).items():
-        ax.axhline(value, ls="--", color="gray", lw=1)
-        ax.text(len(table) - 0.5, value, f" {label}", va="bottom", ha="right", fontsize=8, color="gray")
+    for (label, value), style in zip((reference or {}).items(), ("--", ":", "-.")):
+        ax.axhline(value, ls=style, color="gray", lw=1, label=label)   # named in the legend: no text over the bars
     ax.set_xticks(x, [str(i) for i in table.index], rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, name)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import _to_image, plot_shares_per_class, save_figure
+from .core import _to_image, interval_errors, plot_shares_per_class, save_figure
 
 
 def _np(x) -> np.ndarray:
@@ -69,14 +69,17 @@ def plot_results(table: pd.DataFrame, name: str = "results",
                  title: str = "Baselines and fusions: same data, same budget",
                  chance: float | None = None) -> plt.Figure:
     """Three panels for a results table indexed by model: ``accuracy`` and ``f1_macro``
-    (grouped bars), ``trainable_params`` (log scale) and ``train_s`` (seconds)."""
+    (grouped bars, with their 95 % intervals as error bars when the table has
+    ``<metric>_low`` / ``<metric>_high`` columns), ``trainable_params`` (log scale) and
+    ``train_s`` (seconds)."""
     models = [str(i) for i in table.index]
     x = np.arange(len(models))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, 3, figsize=(4.2 * 3, 3.8), gridspec_kw={"width_ratios": [1.6, 1, 1]})
     ax = axes[0]
     for i, (col, label) in enumerate((("accuracy", "accuracy"), ("f1_macro", "macro-F1"))):
-        bars = ax.bar(x + (i - 0.5) * 0.38, table[col].values, 0.38, label=label, color=colors[i])
+        bars = ax.bar(x + (i - 0.5) * 0.38, table[col].values, 0.38, label=label, color=colors[i],
+                      yerr=interval_errors(table, col), capsize=3)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     if chance is not None:
         ax.axhline(chance, ls="--", color="gray", lw=1, label=f"chance ({chance:.2f})")

@@ -87,7 +87,9 @@ def plot_position_similarity(pos_embed: torch.Tensor, grid_size: Sequence[int],
                              title: str = "Cosine similarity of learned position embeddings",
                              name: str | None = "position_similarity") -> plt.Figure:
     """For each patch position (panel at its place in the grid), the cosine similarity of
-    its position embedding with those of all positions (as a ``gh × gw`` map).
+    its position embedding with those of all other positions (as a ``gh × gw`` map; its own
+    position, cos = 1, is marked × and left out of the colour scale, which is symmetric around 0
+    and set by the largest |cos| between two different positions, so neighbour structure shows).
 
     Args:
         pos_embed: ``(1, 1+N, D)`` or ``(1+N, D)``, [CLS] first (it is left out), or ``(N, D)``.
@@ -101,12 +103,18 @@ def plot_position_similarity(pos_embed: torch.Tensor, grid_size: Sequence[int],
         raise ValueError(f"pos_embed has {pe.shape[0]} patch positions, grid {gh}×{gw} needs {gh * gw}")
     pe = F.normalize(pe, dim=-1)
     sim = (pe @ pe.T).reshape(gh, gw, gh, gw).numpy()  # [row, col] -> map over [row', col']
+    others = sim.copy()
+    for i in range(gh):
+        for j in range(gw):
+            others[i, j, i, j] = np.nan                  # cos = 1 with itself: left out of the colour scale
+    limit = (float(np.nanmax(np.abs(others))) if gh * gw > 1 else 0.0) or 1.0
     size = min(1.1, 9.0 / max(gh, gw))
     fig, axes = plt.subplots(gh, gw, figsize=(size * gw + 1.2, size * gh + 0.8), squeeze=False)
     for i in range(gh):
         for j in range(gw):
             ax = axes[i, j]
-            im = ax.imshow(sim[i, j], cmap="viridis", vmin=-1, vmax=1)
+            im = ax.imshow(others[i, j], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.plot(j, i, marker="x", color="black", ms=4, mew=1)   # the panel's own position (cos 1, not coloured)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == gh - 1:
@@ -116,7 +124,7 @@ def plot_position_similarity(pos_embed: torch.Tensor, grid_size: Sequence[int],
     fig.supxlabel("input patch column")
     fig.supylabel("input patch row")
     fig.suptitle(title)
-    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, label="cosine similarity")
+    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, label="cosine similarity (× = itself)")
     _maybe_save(fig, name)
     return fig
 
