@@ -607,9 +607,10 @@ the most similar embeddings?
 and in training can make the embeddings of neighbouring positions similar?
 (c) Suppose the model had *no* position embeddings. What would its `[CLS]` output do if we
 shuffled the order of an image's patch tokens — and what could the model then not tell apart?""",
-        answer="""**Model answer.** (a) Each panel is brightest at its own position and, less, at its grid
-neighbours (left/right, above/below); far positions are dark or negative. The quick profile's
-short run on a 4 × 4 grid gives a rough, noisy version of this. (b) Only the gradient of the
+        answer="""**Model answer.** (a) From the own figure. In the quick profile's short run on a 4 × 4 grid the
+pattern is noisy: some panels are redder at a grid neighbour (left/right, above/below), many are
+as red at far positions; a clean pattern — red around the own place, blue far from it — needs long
+training on much data (ViT-B/16 after ImageNet). Full marks for an accurate reading, either way. (b) Only the gradient of the
 task: a shape covers several neighbouring patches and appears anywhere, so neighbouring positions
 see correlated content and have to be treated alike by attention; training pushes their
 embeddings the same way. The 2-D layout is learnt from the data, not built in. (c) Without
