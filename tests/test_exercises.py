@@ -24,20 +24,10 @@ from lab_utils.grading.cells import (EXERCISES, QUESTIONS, USES_TAG, exercise_ce
                                      item_cells, main, question_cells, questions_for, sync_notebook, synced_cells)
 from lab_utils.grading.course import STUB
 
+from _solutions import solution_cell as _solution
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION[ \t]*$", re.S | re.M)
-
-
-def _solution(ex, body: str | None = None) -> str:
-    """The exercise's solution cell with each solution region kept, or replaced by ``body``
-    (indented like the region, as nbgrader's student edition does)."""
-    def region(match):
-        indent = match.group(1)
-        return match.group(2).rstrip("\n") if body is None else indent + body.replace("\n", "\n" + indent)
-    return _REGION.sub(region, ex.solution)
-
-
 def _public(tests: str) -> str:
     return re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", tests, flags=re.S)
 
@@ -451,8 +441,8 @@ def _clip_lesson() -> dict:
     img = F.normalize(torch.randn(30, 8, generator=g), dim=-1)
     txt = F.normalize(img + 0.7 * torch.randn(30, 8, generator=g), dim=-1)
     return {"torch": torch, "model": None, "eval_captions": txt, "test": SimpleNamespace(images=img, cache=None),
-            "R": SimpleNamespace(embed_images=lambda model, images: images),
-            "D": SimpleNamespace(encode_captions=lambda model, captions, cache: captions),
+            "recipe": SimpleNamespace(embed_images=lambda model, images: images),
+            "clip_data": SimpleNamespace(encode_captions=lambda model, captions, cache: captions),
             "recall_after": recall_at_k(img, txt, torch.arange(30), ks=(1, 5, 10))}
 
 

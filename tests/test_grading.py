@@ -16,17 +16,9 @@ from lab_utils.grading.course import STUB, exercise_extract, generate_student_ed
 from lab_utils.grading.grade import (NotebookResult, build_report, class_flags, find_submissions, lab_notebooks,
                                      robust_outliers, stored_status, write_report)
 
+from _solutions import solution_cell as _solution
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _solution(ex, body: str | None = None) -> str:
-    """The exercise's solution cell with its solution region kept, or replaced by ``body``."""
-    head, rest = ex.solution.split("### BEGIN SOLUTION", 1)
-    region, tail = rest.split("### END SOLUTION", 1)
-    indent = head.rsplit("\n", 1)[-1]
-    if body is None:
-        return head + region.strip("\n").lstrip() + tail
-    return head + body.replace("\n", "\n" + indent) + tail
 
 
 def test_student_edition_stubs_solutions_hides_tests_and_clears_outputs(tmp_path):

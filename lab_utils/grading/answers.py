@@ -96,8 +96,7 @@ def shown_lines(solution_nb: nbformat.NotebookNode, ex: Exercise) -> set[str]:
             shown.update(_normalised(cell.source))
     for block in re.findall(r"`([^`]+)`", ex.task):
         shown.update(_normalised(block))
-    scaffold = re.sub(r"### BEGIN SOLUTION\n.*?### END SOLUTION", "pass", ex.solution, flags=re.S)
-    shown.update(_normalised(scaffold))
+    shown.update(_normalised(ex.scaffold("pass")))
     return shown
 
 

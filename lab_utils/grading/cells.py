@@ -22,6 +22,8 @@ cell follow each other in this file's order, exercises first, then questions.
 """
 from __future__ import annotations
 
+import re
+
 import argparse
 import copy
 import functools
@@ -37,6 +39,9 @@ EXERCISE_TAG = "exercise"
 QUESTION_TAG = "question"
 USES_TAG = "uses-exercise"
 MANAGED_TAGS = (EXERCISE_TAG, QUESTION_TAG, USES_TAG)
+_SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
+_SOLUTION_BLOCK = re.compile(r"### BEGIN SOLUTION\n.*?### END SOLUTION", re.S)
+_HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 """Cells with one of these tags belong to this file: ``--sync`` rewrites, moves or removes them."""
 
 
@@ -59,6 +64,18 @@ class Exercise:
     """Optional: a code cell after the tests that uses the student's function in the lesson (so a
     wrong answer shows in their own figures); not graded, and it must run while the function is
     still the stub (it says so and falls back to the lab's version)."""
+
+    def solution_regions(self) -> list[str]:
+        """The text of each ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region: the answer."""
+        return _SOLUTION.findall(self.solution)
+
+    def scaffold(self, fill: str = "") -> str:
+        """The solution cell with each solution region replaced by ``fill``: what a student is shown."""
+        return _SOLUTION_BLOCK.sub(fill, self.solution)
+
+    def hidden_tests(self) -> list[str]:
+        """The text of each ``### BEGIN HIDDEN TESTS`` … ``### END HIDDEN TESTS`` region."""
+        return _HIDDEN.findall(self.tests)
 
 
 @dataclass(frozen=True)
@@ -298,7 +315,8 @@ check_recall_at_k(my_recall_at_k, n=15, k=5, seed=22)
 ### END HIDDEN TESTS''',
         uses='''# The trained model's image → text Recall@K on the held-out faces again, now with YOUR my_recall_at_k
 with torch.no_grad():
-    _sim = R.embed_images(model, test.images) @ D.encode_captions(model, eval_captions, test.cache).cpu().t()   # (N, N)
+    _images = recipe.embed_images(model, test.images)                                   # (N, E)
+    _sim = _images @ clip_data.encode_captions(model, eval_captions, test.cache).cpu().t()   # (N, N)
 for _k in (1, 5, 10):
     _table = recall_after["image_to_text"][_k]
     try:

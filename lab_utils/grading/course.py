@@ -34,9 +34,8 @@ from pathlib import Path
 import nbformat
 
 from .answers import notebook_imports
-from .cells import EXERCISE_TAG
+from .cells import EXERCISE_TAG, QUESTION_TAG
 
-QUESTION_TAG = "question"
 IMPORTS_CELL = "lab-imports"
 """Id of the cell that puts the notebook's imports in front of its exercises when they are graded alone."""
 

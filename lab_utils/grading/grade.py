@@ -199,13 +199,15 @@ def run_submission(student: str, stem: str, nb: nbformat.NotebookNode, out: Path
     return NotebookResult(student, stem, run["status"], error, run["seconds"], run["metrics"], figures)
 
 
-def read_solutions(result: NotebookResult, nb: nbformat.NotebookNode, solution_nb: nbformat.NotebookNode) -> None:
+def read_solutions(result: NotebookResult, nb: nbformat.NotebookNode, solution_nb: nbformat.NotebookNode,
+                   shown: dict[str, set[str]]) -> None:
     """Fill in what the student wrote, read without running it: each exercise's fingerprint (when
-    non-trivial) and the lab names it leans on, and the written answers."""
+    non-trivial; ``shown``: ``answers.shown_lines`` per exercise, the same for every student) and
+    the lab names it leans on, and the written answers."""
     sources = course.student_solutions(nb, solution_nb)
     for ex in exercises_for(result.notebook):
         source = sources.get(f"{ex.grade_id}_solution", "")
-        printed = answers.fingerprint(source, answers.shown_lines(solution_nb, ex))
+        printed = answers.fingerprint(source, shown[ex.grade_id])
         if printed:
             result.fingerprints[ex.grade_id] = list(printed)
         used = answers.reference_uses(source, ex.reference)
@@ -231,6 +233,9 @@ def grade_class(submissions: Path, out: Path, execute: bool = True, timeout: int
         shutil.rmtree(nbgrader_root)                 # a fresh gradebook for every grading run
     course.prepare_exercises([lab[stem[:2]] for stem in expected], nbgrader_root)
 
+    solution_nbs = {stem: nbformat.read(lab[stem[:2]], as_version=4) for stem in expected}   # read once
+    shown = {stem: {ex.grade_id: answers.shown_lines(solution_nbs[stem], ex) for ex in exercises_for(stem)}
+             for stem in expected}
     results: list[NotebookResult] = []
     for student, mine in students.items():
         readable: dict[str, nbformat.NotebookNode] = {}
@@ -251,7 +256,7 @@ def grade_class(submissions: Path, out: Path, execute: bool = True, timeout: int
                 result = run_submission(student, stem, nb, out, lab_root, timeout)
             else:
                 result = NotebookResult(student, stem, *stored_status(nb))
-            read_solutions(result, nb, nbformat.read(lab[stem[:2]], as_version=4))
+            read_solutions(result, nb, solution_nbs[stem], shown[stem])
             print(f"  {result.status}" + (f" — {result.error}" if result.error else ""), flush=True)
             results.append(result)
         scores = {}

@@ -95,12 +95,9 @@ def _answer_lines() -> tuple[set[str], set[str]]:
         # short lines ("return x", "```") and the lines the student edition shows anyway are not answers
         return {line for line in found if len(line) >= 24 and line not in scaffold and not line.startswith("#")}
 
-    scaffold = {line.strip() for ex in EXERCISES for line in re.sub(
-        r"### BEGIN SOLUTION\n.*?### END SOLUTION", "", ex.solution, flags=re.S).splitlines()}
-    solution = lines([r for ex in EXERCISES for r in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION",
-                                                                  ex.solution, re.S)])
-    secret = lines([r for ex in EXERCISES for r in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS",
-                                                                ex.tests, re.S)] + [q.answer for q in QUESTIONS])
+    scaffold = {line.strip() for ex in EXERCISES for line in ex.scaffold().splitlines()}
+    solution = lines([r for ex in EXERCISES for r in ex.solution_regions()])
+    secret = lines([r for ex in EXERCISES for r in ex.hidden_tests()] + [q.answer for q in QUESTIONS])
     return solution, secret
 
 
