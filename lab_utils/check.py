@@ -1,8 +1,10 @@
 """Notebook checks: assert something about a result and print ONE stable line.
 
-A checked notebook cell must print the same text on every machine, so these helpers
-print the verdict (and exact facts such as shapes), never raw floating-point values
-that change in their last bits between CPUs.
+A check line says what was measured, the value this run computed, and the bar with its
+meaning — ``✓ untrained loss (random guessing: log 8 ≈ 2.08): 2.07 (bar: ≥ 1.04)`` — so a
+student reads the number, not only the verdict. The computed value moves in its last digits
+between CPUs; nbval masks exactly that part (``: <number> (bar:`` and ``— this run: …``,
+``tests/nbval_sanitize.cfg``) and still compares the verdict and everything else.
 
 >>> check_shape(torch.zeros(1, 196, 768), (1, 196, 768), "patch embeddings")
 ✓ patch embeddings: shape (1, 196, 768)
@@ -99,7 +101,7 @@ def _settle(held: bool, claim: str, got: str | None, hint: str | None, means: st
             _fail(failure, "; ".join(filter(None, (means, hint))) or None)
     elif not held:
         _fail(failure, hint)
-    print(f"✓ {claim}")
+    print(f"✓ {claim}" + (f" — this run: {got}" if got and outcome else ""))
 
 
 def _fail(message: str, hint: str | None) -> None:
@@ -147,9 +149,15 @@ def check_between(value: float, low: float | None = None, high: float | None = N
     value = float(value)
     ok = (low is None or value >= low) and (high is None or value <= high)
     if low is not None and high is not None:
-        bound = f"in [{low:g}, {high:g}]"
+        bound = f"in [{low:.3g}, {high:.3g}]"
     elif low is not None:
-        bound = f"≥ {low:g}"
+        bound = f"≥ {low:.3g}"
     else:
-        bound = f"≤ {high:g}"
-    _settle(ok, f"{what} {bound}", f"{what} = {value:.4g}", hint, means, outcome)
+        bound = f"≤ {high:.3g}"
+    claim, got = f"{what} {bound}", f"{what} = {value:.3g}"
+    if not ok:
+        _settle(False, claim, got, hint, means, outcome)
+        return
+    if outcome:
+        _record_outcome(claim, True, f"✓ {claim}")
+    print(f"✓ {what}: {value:.3g} (bar: {bound})")

@@ -1,5 +1,6 @@
 """Notebook check helpers print one stable line or raise a readable AssertionError."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,9 +34,47 @@ def test_check_between(capsys):
     check_between(0.83, 0.8, None, "R@10")
     check_between(0.5, 0.0, 1.0, "acc")
     check_between(3.0, None, 5.0, "loss")
-    assert capsys.readouterr().out.splitlines() == ["✓ R@10 ≥ 0.8", "✓ acc in [0, 1]", "✓ loss ≤ 5"]
+    check_between(2.0794, 1.0397, what="untrained loss (random guessing: log 8 ≈ 2.08)")
+    assert capsys.readouterr().out.splitlines() == [
+        "✓ R@10: 0.83 (bar: ≥ 0.8)", "✓ acc: 0.5 (bar: in [0, 1])", "✓ loss: 3 (bar: ≤ 5)",
+        "✓ untrained loss (random guessing: log 8 ≈ 2.08): 2.08 (bar: ≥ 1.04)"]   # value, then the bar
     with pytest.raises(AssertionError, match=r"✗ R@10 ≥ 0.8 \(this run: R@10 = 0.3\)"):
         check_between(0.3, 0.8, what="R@10")
+
+
+def test_a_held_outcome_prints_what_this_run_measured(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("LAB_OUTCOME_CHECKS", raising=False)
+    check(True, "fusion beats the better single modality by ≥ 5 points", outcome=True, got=".71 vs .52")
+    check(True, "the two weights of every face sum to 1", got="ignored: structural checks print the claim")
+    assert capsys.readouterr().out.splitlines() == [
+        "✓ fusion beats the better single modality by ≥ 5 points — this run: .71 vs .52",
+        "✓ the two weights of every face sum to 1"]
+    assert _record(tmp_path)[0]["detail"] == "✓ fusion beats the better single modality by ≥ 5 points"
+
+
+def _sanitize(text):
+    """Apply tests/nbval_sanitize.cfg exactly as nbval does (its own parser, then re.sub in order)."""
+    import re
+    from nbval.plugin import get_sanitize_patterns
+    for regex, replace in get_sanitize_patterns((Path(__file__).parent / "nbval_sanitize.cfg").read_text()):
+        text = re.sub(regex, replace, text)
+    return text
+
+
+def test_nbval_masks_the_measured_value_and_keeps_the_verdict(capsys, monkeypatch, tmp_path):
+    """Another CPU computes 0.412 where this one computed 0.414: nbval must not care. A ⚠ where ✓
+    was stored, another bar, or another claim must still differ."""
+    monkeypatch.delenv("LAB_OUTCOME_CHECKS", raising=False)
+    runs = []
+    for value, got in ((0.414, "0.71 vs 0.52"), (0.4123, "0.69 vs 0.55"), (0.1, "0.5 vs 0.52")):
+        check_between(value, 2 / 7, what="zero-shot accuracy (2 × chance)", outcome=True)
+        check(value > 0.2, "fusion beats the better single modality", outcome=True, got=got)
+        runs.append(_sanitize(capsys.readouterr().out))
+    assert runs[0] == runs[1]
+    assert "0.414" not in runs[0] and "bar: ≥ 0.286" in runs[0] and "this run: VALUE" in runs[0]
+    assert runs[2] != runs[0] and "⚠" in runs[2]
+    check_between(0.414, 0.3, what="zero-shot accuracy (2 × chance)")
+    assert _sanitize(capsys.readouterr().out) != runs[0].splitlines()[0] + "\n"
 
 
 def _record(tmp_path):
@@ -91,7 +130,7 @@ def test_strict_mode_raises_on_a_failed_outcome(capsys, monkeypatch, tmp_path):
                                              r"little; the loss curve"):
         check_between(0.3, 0.8, what="R@10", outcome=True, means="the encoder learnt little", hint="the loss curve")
     check_between(0.9, 0.8, what="R@10", outcome=True)
-    assert capsys.readouterr().out == "✓ R@10 ≥ 0.8\n"
+    assert capsys.readouterr().out == "✓ R@10: 0.9 (bar: ≥ 0.8)\n"
     assert [r["held"] for r in _record(tmp_path)] == [False, True]   # recorded before raising
 
 
