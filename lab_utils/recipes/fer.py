@@ -7,7 +7,8 @@ trained and measured.
 * ``lr_schedule_table`` — the learning rate of each parameter group, step by step;
 * ``hide_modality`` — how much a fusion model relies on each modality: test macro-F1 with one hidden;
 * ``saved_activation_bytes`` / ``measure_checkpointing`` — what gradient checkpointing saves;
-* ``standin_backbone`` — the quick profile's stand-in for a pretrained ViT (notebook 04).
+* ``standin_backbone`` — the quick profile's stand-in for a pretrained ViT (notebook 04),
+  pretrained on another task: how open the eyes are (``standin_labels``).
 """
 from __future__ import annotations
 
@@ -230,31 +231,97 @@ def measure_checkpointing(model: _FERBase, batch: Mapping[str, torch.Tensor], st
     return out
 
 
-def standin_backbone(cfg: Mapping, step_fn: Callable, data_seed: int, folder: str | os.PathLike) -> tuple[str, bool]:
+STANDIN_TASK = "eye_openness"
+"""What the quick profile's stand-in backbone is pretrained on (saved beside its weights)."""
+
+STANDIN_CLASSES = ("narrow", "relaxed", "wide")
+"""The stand-in's pretraining classes: how open the eyes are (the synthetic world's ``eye_open``
+action below 0.8, 0.8 to 1.25, above 1.25; 1 is the relaxed rest pose)."""
+
+STANDIN_INFO = "standin.json"
+"""The file beside ``config.json`` that names the stand-in's pretraining (``task``, ``classes``, …)."""
+
+
+def standin_labels(attributes: Mapping[str, Any]) -> torch.Tensor:
+    """The stand-in's pretraining labels from ``SynthFER.attributes()``: ``0`` narrow, ``1`` relaxed,
+    ``2`` wide eyes (:data:`STANDIN_CLASSES`), from each face's own ``eye_open`` action (per item:
+    the expression, its intensity, the person's resting face and noise all move it). Nothing
+    else of the face enters: the brows, the mouth and the expression names are never seen."""
+    import numpy as np
+    from ..data.synthetic import _RGB_KEYS
+
+    eye_open = np.asarray(attributes["rgb_params"])[:, _RGB_KEYS.index("eye_open")]
+    return torch.as_tensor(np.digitize(eye_open, [0.8, 1.25]), dtype=torch.long)
+
+
+def standin_info(folder: str | os.PathLike) -> dict | None:
+    """What the stand-in in ``folder`` was pretrained on (its :data:`STANDIN_INFO`), or ``None``
+    (no such file: an older stand-in, pretrained on the seven expressions, or no stand-in)."""
+    import json
+
+    path = Path(folder) / STANDIN_INFO
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def standin_backbone(cfg: Mapping, step_fn: Callable, data_seed: int, folder: str | os.PathLike,
+                     num_faces: int = 2800) -> tuple[str, bool]:
     """The quick profile's stand-in for ImageNet-21k pretraining: a small ViT trained from
-    scratch for ``cfg.train.pretrain_epochs`` epochs on 2,800 synthetic faces of 200 people
-    no split of notebook 04 contains (``data_seed``), saved once with ``save_pretrained`` in
-    ``folder`` and reused after that. Returns ``(folder, trained_now)``.
+    scratch for ``cfg.train.pretrain_epochs`` epochs on **another task** than notebook 04's:
+    how open the eyes are (:data:`STANDIN_CLASSES`: narrow / relaxed / wide, see
+    :func:`standin_labels`), on ``num_faces`` synthetic faces (2,800: 200 people) that no split
+    of notebook 04 contains (``data_seed``); 2 of each person's 14 faces are its validation set.
+    It never sees the expression labels: its features know where the eyes are and how open,
+    not the brows' tilt or the mouth that tell the seven expressions apart.
+
+    ``model.vit`` is saved with ``save_pretrained`` in ``folder``, with :data:`STANDIN_INFO`
+    beside it (task, classes, epochs, data seed, image size), and reused after that — but only
+    when that file matches: a folder pretrained otherwise (an older stand-in trained on the
+    expressions has no such file) is trained again. Returns ``(folder, trained_now)``.
 
     Everything trains at one learning rate (``backbone_lr_scale=1.0``: nothing pretrained to
     protect); the schedule is the notebook's (cosine after 10 % warm-up, weight decay 0.05)."""
+    import json
+
+    import numpy as np
+
     from ..config import seed_everything
-    from ..data import SynthFER, subject_split
-    from ..data.fer_data import make_loaders
+    from ..data import SynthFER
+    from ..data.fer_data import TensorBatches, normalize_item
     from ..models.fer import ViTForFER
     from ..models.pretrained import quiet_transformers
     from ..training import train_variant
 
     folder = Path(folder)
-    if (folder / "config.json").exists():
+    info = {"task": STANDIN_TASK, "classes": list(STANDIN_CLASSES), "epochs": int(cfg["train"]["pretrain_epochs"]),
+            "data_seed": int(data_seed), "num_faces": int(num_faces), "image_size": int(cfg["data"]["image_size"])}
+    if (folder / "config.json").exists() and standin_info(folder) == info:
         return str(folder), False
-    source = SynthFER(2800, cfg["data"]["image_size"], seed=data_seed)
-    loaders = make_loaders(dict(zip(("train", "val"), subject_split(source, (0.85, 0.15), seed=1))), 64)
+    source = SynthFER(num_faces, cfg["data"]["image_size"], seed=data_seed)
+    faces = source.tensors()
+    labels = standin_labels(source.attributes())
+    subjects = faces["subject"].numpy()
+    val = np.zeros(len(labels), bool)                  # 2 faces of each person: not split by person,
+    rng = np.random.default_rng(1)                     # the task is about the eyes, not who it is
+    for s in np.unique(subjects):
+        val[rng.choice(np.flatnonzero(subjects == s), 2, replace=False)] = True
+
+    def batches(mask: np.ndarray, batch_size: int, shuffle: bool) -> TensorBatches:
+        idx = torch.as_tensor(np.flatnonzero(mask))
+        return TensorBatches({"rgb": normalize_item({"rgb": faces["rgb"][idx]})["rgb"], "label": labels[idx]},
+                             batch_size, shuffle=shuffle)
+
+    loaders = {"train": batches(~val, 64, True), "val": batches(val, 256, False)}
     seed_everything(cfg["seed"])
-    model = ViTForFER(cfg["model"]["model_name"], cfg["model"]["num_classes"], pooling=cfg["model"]["pooling"])
+    model = ViTForFER(cfg["model"]["model_name"], len(STANDIN_CLASSES), pooling=cfg["model"]["pooling"],
+                      verbose=False)
     train_variant(model, loaders, step_fn, epochs=cfg["train"]["pretrain_epochs"],
                   learning_rate=cfg["train"]["learning_rate"], weight_decay=0.05, backbone_lr_scale=1.0,
                   test=False)
-    with quiet_transformers():                   # no "Writing model shards" progress bar
+    (folder / STANDIN_INFO).unlink(missing_ok=True)    # a crash while saving leaves no matching file
+    with quiet_transformers():                         # no "Writing model shards" progress bar
         model.vit.save_pretrained(folder)
+    (folder / STANDIN_INFO).write_text(json.dumps(info, indent=1) + "\n")
     return str(folder), True
