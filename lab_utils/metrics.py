@@ -116,6 +116,32 @@ def pinned_share(weights, level: float = 0.9) -> float:
     return float((w.max(1) >= level).mean()) if len(w) else 0.0
 
 
+def top_confusions(cm, names: Sequence[str], k: int = 3) -> list[str]:
+    """The ``k`` largest off-diagonal rates of a confusion matrix ``cm`` (rows = true class),
+    each row normalised: ``["fear → surprise (0.38)", …]``, largest first. A class with no
+    example (an empty row) contributes nothing."""
+    cm = _np(cm).astype(float)
+    totals = cm.sum(1, keepdims=True)
+    rates = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+    pairs = [(rates[i, j], f"{names[i]} → {names[j]}") for i in range(len(cm)) for j in range(len(cm)) if i != j]
+    return [f"{name} ({rate:.2f})" for rate, name in sorted(pairs, key=lambda p: -p[0])[:k]]
+
+
+def neighbour_agreement(features, groups, k: int = 10) -> float:
+    """Share of each example's ``k`` nearest neighbours (Euclidean, in ``features`` ``(N, D)``,
+    itself left out) that belong to its own group (``groups`` ``(N,)``: a class, a person),
+    averaged over the examples. What a t-SNE map suggests by eye, measured in the features
+    themselves; a random arrangement gives about the share of the group in the data."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x, g = _np(features).astype(np.float64), _np(groups)
+    if len(x) != len(g) or len(x) <= k:
+        raise ValueError(f"neighbour_agreement needs more than k={k} examples and one group per example; "
+                         f"got {len(x)} feature rows and {len(g)} groups")
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    return float((g[idx] == g[:, None]).mean())
+
+
 def bootstrap_ci(y_true, y_pred, metric: str = "f1_macro", num_classes: int | None = None,
                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of a test metric over the test examples: ``n_boot``

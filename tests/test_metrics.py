@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from lab_utils import metrics as M
 from lab_utils.metrics import accuracy, confusion, macro_f1, per_class_f1
 
 
@@ -92,3 +93,26 @@ def test_fit_temperature_finds_the_nll_minimum_and_undoes_a_known_overconfidence
     assert t == pytest.approx(grid[int(np.argmin(nll))], rel=2e-3)
     with pytest.raises(ValueError, match="expects \\(N, C\\) logits and N labels"):
         fit_temperature(torch.zeros(3, 7), torch.zeros(2))
+
+
+def test_top_confusions_ranks_row_normalised_rates_and_skips_empty_rows():
+    cm = np.array([[8, 2, 0],      # a → b: 0.2
+                   [1, 1, 8],      # b → c: 0.8, b → a: 0.1
+                   [0, 0, 0]])     # c has no example: contributes nothing
+    assert M.top_confusions(cm, ["a", "b", "c"], k=2) == ["b → c (0.80)", "a → b (0.20)"]
+    assert len(M.top_confusions(cm, ["a", "b", "c"], k=10)) == 6     # every off-diagonal pair, zeros last
+
+
+def test_neighbour_agreement_against_a_brute_force_count():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=g)
+    groups = torch.randint(0, 4, (60,), generator=g)
+    dist = torch.cdist(x.double(), x.double())
+    dist.fill_diagonal_(float("inf"))                          # itself left out
+    nearest = dist.topk(7, largest=False).indices
+    want = (groups[nearest] == groups[:, None]).double().mean().item()
+    assert M.neighbour_agreement(x, groups, k=7) == pytest.approx(want)
+    clustered = torch.cat([torch.randn(20, 3, generator=g) + 10 * i for i in range(3)])
+    assert M.neighbour_agreement(clustered, torch.arange(3).repeat_interleave(20), k=5) == 1.0
+    with pytest.raises(ValueError, match="more than k=10 examples"):
+        M.neighbour_agreement(x[:5], groups[:5], k=10)

@@ -735,16 +735,18 @@ another seed or split.
 
 (a) From your table of section 7: which strategy scored best, which trained fastest, and by how
 much do they differ?
-(b) The quick profile's stand-in backbone was pretrained on the same seven expressions (other
-people). Why does that make head-only training competitive here, and why would you expect full
-fine-tuning or progressive unfreezing to pull ahead with the full profile's ImageNet-21k backbone?
+(b) The quick profile's stand-in backbone was pretrained on another task: how open the eyes are
+(narrow / relaxed / wide, other people). Why does that leave head-only training behind full
+fine-tuning here, and why would you expect the same with the full profile's ImageNet-21k backbone?
 (c) Why does progressive unfreezing open the top blocks first rather than the bottom ones?""",
-        answer="""**Model answer.** (a) The own numbers, e.g. full fine-tuning ≈ .61 and progressive ≈ .61
-macro-F1 against head only ≈ .59, but head only trained in well under a second (cached features)
-against several seconds. (b) The stand-in's frozen features already separate the expressions, so
-a small head on top does most of what is possible; ImageNet-21k features were never trained to
-separate expressions, so the backbone itself must adapt, which only the strategies that train it
-can do (expected: head only clearly lower in the full profile). (c) Lower blocks compute generic
+        answer="""**Model answer.** (a) The own numbers, e.g. full fine-tuning ≈ .50 macro-F1 against
+progressive ≈ .44 and head only ≈ .43, but head only trained in about a second (cached features)
+against many seconds. (b) The stand-in's frozen features encode what its pretraining needed —
+where the eyes are and how open — which separates only some expressions (wide eyes: surprise,
+fear; narrow: anger, disgust, happiness); nothing was trained to read the brows' tilt or the mouth.
+A head on frozen features can only recombine what is there, so the backbone itself must adapt,
+which only the strategies that train it can do. ImageNet-21k features were likewise never trained
+to separate expressions, so the same holds (expected: head only clearly lower in the full profile). (c) Lower blocks compute generic
 features (edges, textures, parts) that transfer across tasks; the top blocks are the most
 task-specific and need to change most. Opening them first adapts what must change while the
 generic layers are kept, which limits forgetting and costs less; training the head first keeps a

@@ -13,7 +13,7 @@ from .core import (grouped_bars, image_grid, plot_confusion_matrix, plot_history
 
 # name -> submodule of lab_utils.viz that defines it (one line per public name)
 _LAZY: dict[str, str] = {
-    "plot_similarity_matrix": "clip", "plot_clip_training": "clip", "plot_recall_bars": "clip", "plot_text_to_image": "clip", "plot_image_to_text": "clip", "plot_collapse_demo": "clip",
+    "plot_similarity_matrix": "clip", "plot_clip_training": "clip", "plot_recall_bars": "clip", "plot_text_to_image": "clip", "plot_image_to_text": "clip", "plot_loss_bugs": "clip",
     "plot_patch_grid": "vit", "plot_patch_sequence": "vit", "plot_position_similarity": "vit",
     "plot_cls_attention": "vit", "patch_token_pca": "vit", "plot_task_readouts": "vit",
     "plot_sample_grid": "data", "plot_class_balance": "data", "plot_thermal_profile": "data",

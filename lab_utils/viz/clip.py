@@ -15,7 +15,7 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from .core import _to_image, save_figure
 
 __all__ = ["plot_similarity_matrix", "plot_clip_training", "plot_recall_bars",
-           "plot_text_to_image", "plot_image_to_text", "plot_collapse_demo"]
+           "plot_text_to_image", "plot_image_to_text", "plot_loss_bugs"]
 
 
 def _picture(img) -> np.ndarray:
@@ -167,9 +167,10 @@ def plot_image_to_text(images: Sequence, top_captions: Sequence[Sequence[str]], 
     return fig
 
 
-def plot_collapse_demo(table: pd.DataFrame, name: str = "collapse_demo") -> plt.Figure:
-    """Bars per loss variant: held-out Recall@1 and the mean cosine similarity between
-    different images' embeddings (1.0 = every image maps to the same point: collapse)."""
+def plot_loss_bugs(table: pd.DataFrame, name: str = "loss_bugs") -> plt.Figure:
+    """Bars per loss variant (notebook 02, section 8): held-out Recall@1 and the mean cosine
+    similarity between different images' embeddings (1.0 would mean every image maps to the
+    same point; near 0, the images are spread apart)."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
     for ax, col, label in zip(axes, ("R@1 image→text", "mean cos(image, other image)"),
                               ("Recall@1 (fraction)", "cosine similarity")):
