@@ -225,7 +225,7 @@ def plan_04(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     """Notebook 04: three strategies of ``strategy_stages``; a stage with a frozen backbone
     trains the head on features computed once; validation every epoch; test once per strategy;
     the gradient-checkpointing probe; in the quick profile the stand-in pretraining."""
-    from .models.fer import strategy_stages
+    from .recipes.fer import strategy_stages
 
     D, T = cfg["data"], cfg["train"]
     S, E = D["image_size"], T["epochs"]

@@ -5,9 +5,6 @@
   ``evaluate``, ``EarlyStopping`` (the one keeper of the best epoch), ``Checkpointer``
   (best/last checkpoints, resume after an interruption: a resumed CPU run ends with the
   same weights as an uninterrupted one); returns the history as a pandas DataFrame.
-* ``save_checkpoint`` / ``load_checkpoint`` — one safetensors file holding the weights,
-  the optimizer and scheduler state and any JSON-able extras, written atomically (they live
-  in ``lab_utils.checkpoints`` and are re-exported here).
 * ``contrastive_loss`` — CLIP's symmetric InfoNCE (notebook 02).
 * ``get_optimizer_and_scheduler`` — AdamW with a backbone group at ``backbone_lr_scale``
   (0.1) × the head's learning rate and a cosine schedule with warm-up (notebook 04).
@@ -31,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import clock
 from . import metrics as M
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401  (part of this API)
+from .checkpoints import load_checkpoint, save_checkpoint
 from .config import amp_dtype as _amp_dtype  # bf16 where the GPU has it, else fp16 (+ GradScaler)
 
 StepFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]

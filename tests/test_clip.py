@@ -12,7 +12,8 @@ from lab_utils.metrics import recall_at_k
 from lab_utils.models.clip import RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder, create_clip_model
 from lab_utils.models.pretrained import PretrainedUnavailable
 from lab_utils.recipes.clip import load_clip_image_encoder, save_clip_image_encoder, zero_shot_classifier
-from lab_utils.training import CheckpointError, contrastive_loss
+from lab_utils.checkpoints import CheckpointError
+from lab_utils.training import contrastive_loss
 
 
 # ---------------------------------------------------------------- references
@@ -270,7 +271,7 @@ def test_image_encoder_checkpoint_round_trip_and_mismatch(tmp_path, capsys):
         load_clip_image_encoder(path, embed_dim=512)
     before = path.read_bytes()
     # weights of another architecture under a resnet18 label: load_checkpoint's check, no retrain
-    from lab_utils.training import save_checkpoint
+    from lab_utils.checkpoints import save_checkpoint
 
     save_checkpoint(tmp_path / "bad.safetensors", CLIPImageEncoder("resnet34", embed_dim=64),
                     backbone="resnet18", embed_dim=64, image_size=32)

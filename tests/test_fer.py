@@ -480,17 +480,6 @@ def test_synthetic_faces_above_64px_go_to_the_device_as_rendered_bytes():
     assert batch["label"].tolist() == [w["label"] for w in want]
 
 
-def test_moved_names_still_import_from_models_fer():
-    """Old code imported the data plumbing and training helpers from lab_utils.models.fer."""
-    import lab_utils.models.fer as old
-    from lab_utils.data import fer_data
-    from lab_utils.recipes import fer as recipes
-
-    assert old.make_loaders is fer_data.make_loaders and old.fer_step is recipes.fer_step
-    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        old.nope
-
-
 def test_modality_attention_matches_a_hand_computation_and_starts_as_concat():
     from lab_utils.models.fer import ModalityAttention
     torch.manual_seed(0)

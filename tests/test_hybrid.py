@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab_utils.config import ConfigError, load_config
-from lab_utils.models.hybrid import (CLIP_SHORT_NAMES, FrozenCLIPBranch, HybridViTCLIP,
-                                     hybrid_step, load_clip_branch, resolve_clip_name)
+from lab_utils.models.clip_names import CLIP_SHORT_NAMES, resolve_clip_name
+from lab_utils.models.hybrid import FrozenCLIPBranch, HybridViTCLIP, hybrid_step, load_clip_branch
 from lab_utils.models.pretrained import count_parameters, quick_vit_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -506,7 +506,7 @@ def test_notebook_03_reuses_the_vit_recipes_encoder(tmp_path, profile):
 
 def test_clip_checkpoint_of_another_architecture_is_refused_and_kept(tmp_path):
     from lab_utils.recipes.clip import default_checkpoint_path
-    from lab_utils.training import CheckpointError, save_checkpoint
+    from lab_utils.checkpoints import CheckpointError, save_checkpoint
 
     path = default_checkpoint_path()
     assert str(path).startswith(str(tmp_path))  # the test's own checkpoints/ folder

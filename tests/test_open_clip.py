@@ -12,9 +12,8 @@ import time
 import pytest
 import torch
 
-from lab_utils.models.hybrid import (CLIP_RESNET_NAMES, HybridViTCLIP,
-                                     is_open_clip_name, load_clip_branch, open_clip_branch,
-                                     resolve_clip_name)
+from lab_utils.models.clip_names import CLIP_RESNET_NAMES, is_open_clip_name, resolve_clip_name
+from lab_utils.models.hybrid import HybridViTCLIP, load_clip_branch, open_clip_branch
 from lab_utils.models.pretrained import PretrainedUnavailable
 from test_hybrid import NUM_CLASSES, images, save_lab_clip_encoder, tiny_vit
 

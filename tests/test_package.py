@@ -13,23 +13,17 @@ def test_every_lazy_plot_name_resolves():
         assert callable(getattr(viz, name)), name
 
 
-def test_names_moved_out_of_models_clip_still_resolve_there():
-    """Old code's ``lab_utils.models.clip.<name>`` finds the names now in ``data.clip_data``
-    and ``recipes.clip`` (the same objects), and ``lab_utils.models.<name>`` too."""
+def test_models_hold_models_only():
+    """Data plumbing and recipes have one home each: lab_utils.models does not hand them out."""
     import pytest
 
-    import lab_utils.data.clip_data as clip_data
     import lab_utils.models.clip as clip
-    import lab_utils.recipes.clip as recipe
+    import lab_utils.models.fer as fer
 
-    for module, names in clip._MOVED.items():
-        new = {"lab_utils.data.clip_data": clip_data, "lab_utils.recipes.clip": recipe}[module]
-        for name in names:
-            assert getattr(clip, name) is getattr(new, name), name
-    assert models.load_clip_image_encoder is recipe.load_clip_image_encoder
-    assert models.TextEmbeddingCache is clip_data.TextEmbeddingCache
-    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
-        clip.Nope
+    for module, name in ((clip, "train_clip"), (clip, "TextEmbeddingCache"), (fer, "make_loaders"),
+                         (fer, "fer_step"), (models, "load_clip_image_encoder")):
+        with pytest.raises(AttributeError):
+            getattr(module, name)
 
 
 def test_unknown_name_is_an_attribute_error():

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lab_utils.training import (CheckpointError, Checkpointer, EarlyStopping, _seed_epoch, classification_step,
-                                evaluate, fit, get_optimizer_and_scheduler, load_checkpoint, save_checkpoint,
-                                train_one_epoch)
+from lab_utils.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from lab_utils.training import (Checkpointer, EarlyStopping, _seed_epoch, classification_step,
+                                evaluate, fit, get_optimizer_and_scheduler, train_one_epoch)
 
 
 def blobs(n=256, seed=0):

@@ -8,8 +8,7 @@
 * ``pretrained.py``— loading pretrained weights offline-safely, the quick profile's small configs
 
 Names are imported lazily (PEP 562), so importing one family never pulls in the others.
-``load_clip_image_encoder`` and ``train_clip_quick`` (now in ``lab_utils.recipes.clip``) and
-``TextEmbeddingCache`` (now in ``lab_utils.data.clip_data``) still resolve here, for old code.
+Data plumbing lives in ``lab_utils.data``, training recipes in ``lab_utils.recipes``.
 """
 from __future__ import annotations
 
@@ -20,9 +19,6 @@ _LAZY: dict[str, str] = {
     "EncoderBlock": "vit", "MultiHeadSelfAttention": "vit", "attention_rollout": "vit",
     "CLIPImageEncoder": "clip", "CLIPTextEncoder": "clip", "CLIP": "clip",
     "create_clip_model": "clip",
-    # moved out of models/ (models hold architectures only); still importable from here
-    "load_clip_image_encoder": "lab_utils.recipes.clip", "train_clip_quick": "lab_utils.recipes.clip",
-    "TextEmbeddingCache": "lab_utils.data.clip_data",
     "HybridViTCLIP": "hybrid",
     "ViTForFER": "fer", "EarlyFusionViT": "fer", "LateFusionViT": "fer",
     "create_multimodal_vit_model": "fer",
@@ -35,8 +31,7 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str):
     if name in _LAZY:
-        module = _LAZY[name]        # a family of this package, or a full module path
-        return getattr(importlib.import_module(module if "." in module else f".{module}", __name__), name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'lab_utils.models' has no attribute {name!r}")
 
 

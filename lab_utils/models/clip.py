@@ -45,7 +45,6 @@ This module holds the models only. What feeds and trains them lives by concern:
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -560,31 +559,3 @@ def create_clip_model(device: str | torch.device = "cpu", text_model_name: str |
         image_encoder = CLIPImageEncoder(image_backbone, embed_dim, pretrained=pretrained, image_size=image_size)
     text_encoder = CLIPTextEncoder(text_model_name, embed_dim, pooling=pooling, profile=profile, verbose=verbose)
     return CLIP(image_encoder, text_encoder).to(device)
-
-
-# ─────────────────────────────────────────────────────────────────────────────
-# Names that moved out of this module
-# ─────────────────────────────────────────────────────────────────────────────
-_MOVED = {
-    "lab_utils.data.clip_data": (
-        "TextEmbeddingCache", "encode_captions", "CaptionData", "CaptionPairs", "REAL_CAPTION_SETS",
-        "find_real_captions", "load_real_caption_data", "prepare_clip_data", "caption_data_for",
-        "LabelledFaces", "zero_shot_faces", "GroupShuffleSampler"),
-    "lab_utils.recipes.clip": (
-        "RECIPES", "clip_settings", "describe_recipe", "clip_model_from_config", "CLIPStep", "train_clip",
-        "embed_images", "image_features", "retrieval_embeddings", "PROMPT_TEMPLATES", "zero_shot_classifier",
-        "zero_shot_predict", "CHECKPOINT_NAME", "default_checkpoint_path", "clip_config_path",
-        "save_clip_image_encoder", "encoder_checkpoint_path", "load_clip_image_encoder", "CLIPRun",
-        "train_clip_quick", "benchmark_training_throughput", "train_projection_heads"),
-}
-
-
-def __getattr__(name: str):
-    """For old code only: ``lab_utils.models.clip.<name>`` of a name that moved to
-    ``lab_utils.data.clip_data`` (caption data) or ``lab_utils.recipes.clip`` (notebook 02's
-    recipe and checkpoint) still resolves, imported from its new home on first use. New code
-    imports these names from there."""
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -572,19 +572,3 @@ FUSION_MODELS: dict[str, dict[str, str]] = {
     "late attention": dict(mode="combined", fusion_strategy="late", fusion_type="attention", fusion_layer="feature"),
     "late prediction": dict(mode="combined", fusion_strategy="late", fusion_type="concat", fusion_layer="prediction"),
 }
-
-
-# --------------------------------------------------------------------------- names that moved
-_MOVED = {**{name: "lab_utils.recipes.fer" for name in ['strategy_stages', 'fer_step', 'extract_features', 'feature_step', 'lr_schedule_table', 'saved_activation_bytes', 'measure_checkpointing']},
-          **{name: "lab_utils.data.fer_data" for name in ['TensorBatches', 'normalize_item', 'load_fer_splits', 'load_fusion_splits', 'make_loaders', 'ItemImages']}}
-
-
-def __getattr__(name: str) -> Any:
-    """Old code imported the notebooks' data plumbing and training helpers from here; they
-    now live in ``lab_utils.data.fer_data`` and ``lab_utils.recipes.fer`` (this module holds
-    models only). Looked up by name, so this module imports neither."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

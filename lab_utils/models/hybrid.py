@@ -57,8 +57,7 @@ from torch import nn
 
 from ..data.transforms import NORMALIZATION, to_pixels
 from .clip import channels_last
-from .clip_names import (CLIP_RESNET_NAMES, CLIP_SHORT_NAMES, is_open_clip_name, lab_checkpoint_file,  # noqa: F401
-                         resolve_clip_name)
+from .clip_names import CLIP_RESNET_NAMES, is_open_clip_name, lab_checkpoint_file, resolve_clip_name
 from .fer import make_fer_head
 from .pretrained import (PretrainedUnavailable, _hub_reachable, _offline, count_parameters,
                          is_local_dir, load_pretrained, quick_vit_config)
