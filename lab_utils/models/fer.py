@@ -35,11 +35,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .pretrained import count_parameters, load_pretrained, quick_vit_config
-from .vit import pool_tokens
+from .pretrained import DEFAULT_VIT, count_parameters, load_pretrained, quick_vit_config, quiet_transformers
+from .vit import POOLINGS, encoder_layers, pool_tokens
 
-DEFAULT_MODEL = "google/vit-base-patch16-224-in21k"
-POOLING = ("cls", "mean")
 MODES = ("rgb", "thermal", "combined")
 EARLY_TYPES = ("concat", "add")
 LATE_TYPES = ("concat", "attention")
@@ -101,7 +99,7 @@ def make_fer_head(hidden_size: int, num_classes: int = 7, dropout_rate: float = 
     )
 
 
-def load_vit_backbone(model_name: str = DEFAULT_MODEL, *, quick_config: Any = None,
+def load_vit_backbone(model_name: str = DEFAULT_VIT, *, quick_config: Any = None,
                       profile: str | None = None, verbose: bool = True, what: str = "ViT backbone") -> nn.Module:
     """A ``transformers.ViTModel`` without its pooler (we pool ourselves).
 
@@ -111,29 +109,11 @@ def load_vit_backbone(model_name: str = DEFAULT_MODEL, *, quick_config: Any = No
     """
     from transformers import ViTModel
 
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()        # no load report / progress bar for the unused pooler
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_transformers():              # no load report / progress bar for the unused pooler
         vit = load_pretrained(ViTModel, model_name, quick_config=quick_config or quick_vit_config(),
                               what=what, profile=profile, verbose=verbose)
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
     vit.pooler = None  # unused: the [CLS] / mean feature goes straight into our head
     return vit
-
-
-def encoder_layers(vit: nn.Module) -> nn.ModuleList:
-    """The transformer blocks of a ``ViTModel`` (``vit.layers`` in transformers ≥ 5,
-    ``vit.encoder.layer`` before)."""
-    layers = getattr(vit, "layers", None)
-    if layers is None:
-        layers = vit.encoder.layer
-    return layers
 
 
 def vit_tokens(vit: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -255,14 +235,14 @@ class ViTForFER(_FERBase):
 
     backbone_modules = ("vit",)
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, num_classes: int = 7,
+    def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7,
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
                  profile: str | None = None, verbose: bool = True):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
-        _check_choice(pooling, POOLING, "pooling")
+        _check_choice(pooling, POOLINGS, "pooling")
         self.num_classes, self.pooling = num_classes, pooling
         self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose)
         self.hidden_size = self.vit.config.hidden_size
@@ -321,14 +301,14 @@ class EarlyFusionViT(_FERBase):
 
     backbone_modules = ("vit",)
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, num_classes: int = 7, fusion_type: str = "concat",
+    def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7, fusion_type: str = "concat",
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
                  profile: str | None = None, verbose: bool = True):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
-        _check_choice(pooling, POOLING, "pooling")
+        _check_choice(pooling, POOLINGS, "pooling")
         if fusion_type not in EARLY_TYPES:
             raise ValueError(f"EarlyFusionViT: fusion_type={fusion_type!r} is not an early fusion. Allowed: "
                              f"{', '.join(map(repr, EARLY_TYPES))}. Valid combinations:\n{_combinations_text()}")
@@ -429,7 +409,7 @@ class LateFusionViT(_FERBase):
 
     backbone_modules = ("rgb_vit", "thermal_vit")
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, num_classes: int = 7, fusion_type: str = "concat",
+    def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7, fusion_type: str = "concat",
                  fusion_layer: str = "feature", freeze_backbone: bool = False, dropout_rate: float = 0.1, *,
                  pooling: str = "cls", num_heads: int = 4, thermal_model_name: str | None = None,
                  gradient_checkpointing: bool = False, aux_weight: float = 0.0, quick_config: Any = None,
@@ -437,7 +417,7 @@ class LateFusionViT(_FERBase):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
-        _check_choice(pooling, POOLING, "pooling")
+        _check_choice(pooling, POOLINGS, "pooling")
         if aux_weight < 0 or (aux_weight and fusion_layer != "feature"):
             raise ValueError(f"aux_weight={aux_weight!r}: the per-encoder auxiliary losses take a weight ≥ 0 "
                              "(0 = off, 0.5 a usual value) and apply to feature fusion only (with "
@@ -516,7 +496,7 @@ class LateFusionViT(_FERBase):
 
 # --------------------------------------------------------------------------- factory
 def create_multimodal_vit_model(mode: str = "rgb", fusion_strategy: str = "early", fusion_type: str = "concat",
-                                fusion_layer: str = "feature", model_name: str = DEFAULT_MODEL,
+                                fusion_layer: str = "feature", model_name: str = DEFAULT_VIT,
                                 num_classes: int = 7, aux_weight: float = 0.0, **kwargs: Any) -> nn.Module:
     """Build the model for one modality setting (RGB, thermal, or a fusion of the two).
 

@@ -128,7 +128,7 @@ class FrozenCLIPBranch(nn.Module):
         elif self.kind == "open_clip":  # model.visual: pixels → image embedding (channels-last on CUDA)
             out = self.encoder(channels_last(self.encoder, pixel_values))
         else:  # notebook 02's encoder (either recipe) normalises inside; here the pixels already are
-            out = self.encoder.embed_normalized(pixel_values)
+            out = self.encoder.embed_preprocessed(pixel_values)
         return F.normalize(out.float(), dim=-1)
 
     @classmethod

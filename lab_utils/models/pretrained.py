@@ -25,6 +25,10 @@ from ..config import get_profile
 from ..paths import is_local_dir
 
 
+DEFAULT_VIT = "google/vit-base-patch16-224-in21k"
+"""The ViT every family loads by default (full profile): ViT-B/16 pretrained on ImageNet-21k."""
+
+
 class PretrainedUnavailable(RuntimeError):
     """Pretrained weights that cannot be loaded here; the message says what to do."""
 

@@ -258,6 +258,13 @@ class EncoderBlock(nn.Module):
 # ─────────────────────────────────────────────────────────────────────────────
 # 3. The whole model
 # ─────────────────────────────────────────────────────────────────────────────
+def encoder_layers(vit: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a ``transformers.ViTModel``: ``vit.layers`` in transformers ≥ 5,
+    ``vit.encoder.layer`` before (the one place that knows both layouts)."""
+    layers = getattr(vit, "layers", None)
+    return vit.encoder.layer if layers is None else layers
+
+
 POOLINGS = ("cls", "mean")
 
 
@@ -467,7 +474,7 @@ class VisionTransformer(nn.Module):
         ref = next(hf.parameters())
         model.to(device=ref.device, dtype=ref.dtype)
         emb = hf.embeddings
-        layers = hf.layers if hasattr(hf, "layers") else hf.encoder.layer
+        layers = encoder_layers(hf)
         with torch.no_grad():
             model.cls_token.copy_(emb.cls_token)
             model.pos_embed.copy_(emb.position_embeddings)

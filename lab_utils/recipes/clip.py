@@ -35,8 +35,9 @@ from ..config import amp_dtype, load_config, seed_everything
 from ..data.clip_data import (CaptionData, CaptionPairs, GroupShuffleSampler, TextEmbeddingCache, encode_captions,
                               prepare_clip_data)
 from ..metrics import recall_at_k
-from ..models.clip import (_MINILM_ALIASES, CLIP, DEFAULT_VIT, IMAGE_BACKBONES, IMAGE_ENCODERS, CLIPImageEncoder,
+from ..models.clip import (_MINILM_ALIASES, CLIP, IMAGE_BACKBONES, IMAGE_ENCODERS, CLIPImageEncoder,
                            ViTImageEncoder, _check_backbone, create_clip_model)
+from ..models.pretrained import DEFAULT_VIT
 from ..paths import checkpoints_dir, configs_dir, rel
 from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from ..training import contrastive_loss, fit
