@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab_utils import cost  # noqa: E402
+from lab_utils import cost, cost_nets  # noqa: E402
 from lab_utils.config import amp_dtype, load_config  # noqa: E402
 from lab_utils.paths import configs_dir  # noqa: E402
 from lab_utils.training import optimizer_step  # noqa: E402
@@ -37,27 +37,27 @@ def workloads() -> list[dict]:
     fusion = load_config(configs_dir() / "fusion.yml", profile="full")
     return [
         dict(notebook="02_clip_contrastive", what=f"{clip.image.backbone} image encoder, {clip.image.image_size} px",
-             net=cost.clip_image_net(clip.image.backbone, clip.image.image_size, clip.embed_dim),
+             net=cost_nets.clip_image_net(clip.image.backbone, clip.image.image_size, clip.embed_dim),
              batch=clip.train.batch_size),
         dict(notebook="03_hybrid_vit_clip", what=f"ViT-B/16 + cached CLIP ({hybrid.fusion.method}), 224 px",
-             net=cost.hybrid_net("full", hybrid.fusion.method, 224), batch=hybrid.batch_size),
+             net=cost_nets.hybrid_net("full", hybrid.fusion.method, 224), batch=hybrid.batch_size),
         dict(notebook="04_vit_fer_finetuning", what=f"ViT-B/16 full fine-tuning, {fer.data.image_size} px",
-             net=cost.fer_net("full", fer.data.image_size), batch=fer.train.batch_size),
+             net=cost_nets.fer_net("full", fer.data.image_size), batch=fer.train.batch_size),
         dict(notebook="05_rgb_thermal_fusion", what=f"two ViT-B/16 (late fusion), {fusion.data.image_size} px",
-             net=cost.fer_net("full", fusion.data.image_size,
+             net=cost_nets.fer_net("full", fusion.data.image_size,
                               (("mode", "combined"), ("fusion_strategy", "late"), ("fusion_type", "concat"))),
              batch=fusion.train.batch_size),
     ]
 
 
-def _inputs_on(net: cost.Net, batch: int, device: torch.device):
+def _inputs_on(net: cost_nets.Net, batch: int, device: torch.device):
     args = net.inputs(batch)
     move = (lambda t: t.to(device).normal_() if t is not None and t.is_floating_point()
             else t.to(device) if t is not None else None)
     return {k: move(v) for k, v in args.items()} if isinstance(args, dict) else tuple(move(a) for a in args)
 
 
-def measure(net: cost.Net, batch: int, device: torch.device, steps: int, warmup: int = 3) -> dict:
+def measure(net: cost_nets.Net, batch: int, device: torch.device, steps: int, warmup: int = 3) -> dict:
     """Train ``net`` (random init, full size) for ``steps`` timed steps of ``batch`` items."""
     torch.manual_seed(0)
     model = net.build().to(device).train()

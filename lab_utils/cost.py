@@ -32,7 +32,7 @@ through the lab's own classes: notebook 02 counts both of ``configs/clip.yml``'s
 over a handful of images (a figure's 8 faces) are left out; the optimizer update (a few
 FLOPs per weight) is too. Early stopping is counted at its upper bound: every epoch runs.
 
-The models and the counting are in ``lab_utils.cost_nets`` (re-exported here); this module
+The models and the counting are in ``lab_utils.cost_nets``; this module
 holds the assumptions, the plans (what each notebook runs) and the estimates.
 """
 from __future__ import annotations
@@ -45,10 +45,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .cost_nets import (  # noqa: F401  (the nets are part of this module's API)
-    CAPTION_TOKENS, count_flops, Net, vit_config, fer_net, fer_head_net, small_vit_net,
-    clip_image_net, VIT_SIZES, vit_config_for, clip_vision_config_for, vit_image_net, clip_encoder_net, TEXT_TOWERS,
-    text_tower_kind, text_tower_net, text_features_key, clip_branch_spec, clip_branch_net, hybrid_net)
+from .cost_nets import (Net, fer_net, fer_head_net, small_vit_net, clip_encoder_net,
+                        text_tower_kind, text_tower_net, text_features_key, clip_branch_net, hybrid_net)
 
 # --------------------------------------------------------------------------- assumptions, in one place
 #: Each GPU: its dense fp16/bf16 tensor-core peak, the share of that peak the notebooks' arithmetic

@@ -41,11 +41,6 @@ def confusion(y_true, y_pred, num_classes: int, normalize: str | None = None) ->
     return skm.confusion_matrix(_np(y_true), _np(y_pred), labels=list(range(num_classes)), normalize=normalize)
 
 
-def classification_summary(y_true, y_pred, num_classes: int) -> dict[str, float]:
-    """``{"accuracy": …, "f1_macro": …}`` in one call."""
-    return {"accuracy": accuracy(y_true, y_pred), "f1_macro": macro_f1(y_true, y_pred, num_classes)}
-
-
 def recall_at_k(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
                 text_to_image: Sequence[int] | torch.Tensor,
                 ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[int, float]]:

@@ -52,10 +52,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from .standins import (COMMIT, STANDIN_MODELS, build_standin_hub, build_standin_torch_hub,  # noqa: F401
-                       configured_hub_ids, configured_resnets, hub_folder, hub_id_loaded_for,
-                       open_clip_hub_repo, save_to_hub_cache, source_root, standin_models,
-                       write_clip_tokenizer_files)
+from .standins import build_standin_hub, build_standin_torch_hub, source_root
 
 SCENARIOS = ("data", "none")
 

@@ -311,7 +311,7 @@ def build_standin_hub(cache: str | os.PathLike, ids: Iterable[str] | None = None
     if unknown:
         raise ValueError(f"the configs name hub models the rehearsal has no stand-in for: {unknown}. "
                          f"Stand-ins exist for {sorted(builders)}; add a builder to "
-                         "lab_utils.rehearsal.STANDIN_MODELS (a small model of the same architecture).")
+                         "lab_utils.standins.STANDIN_MODELS (a small model of the same architecture).")
     return {repo_id: save_to_hub_cache(cache, repo_id, builders[repo_id]) for repo_id in wanted}
 
 

