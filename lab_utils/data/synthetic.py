@@ -183,105 +183,117 @@ def _paint(img: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> None:
     img += a * color[:, :, None, None]
 
 
-def render_batch(attrs: dict[str, np.ndarray], image_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Render faces from :func:`sample_attributes`.
+class _Frame:
+    """A batch's pixel grid in two coordinate systems: the image's (``u``, ``v`` in [-1, 1]) and
+    each face's own (``x``, ``y``: position, rotation and scale undone; ``px`` = one pixel)."""
 
-    Returns ``rgb`` (B, 3, S, S) float32 in [0, 1] and ``thermal`` (B, S, S) float32 in °C.
-    """
-    S = int(image_size)
-    B = len(attrs["label"])
-    f32 = np.float32
-    col = lambda k: attrs[k].astype(f32)[:, None, None]  # noqa: E731  (B,1,1)
-    g = (np.arange(S, dtype=f32) + 0.5) / S * 2.0 - 1.0
-    u, v = g[None, None, :], g[None, :, None]  # frame coords, (1,1,S) and (1,S,1)
+    def __init__(self, attrs: dict[str, np.ndarray], S: int):
+        self.attrs, self.S, self.B = attrs, S, len(attrs["label"])
+        g = (np.arange(S, dtype=np.float32) + 0.5) / S * 2.0 - 1.0
+        self.u, self.v = g[None, None, :], g[None, :, None]  # (1,1,S) and (1,S,1)
+        self.cos, self.sin = np.cos(self.col("angle")), np.sin(self.col("angle"))
+        du, dv = self.u - self.col("cx"), self.v - self.col("cy")
+        self.sc = self.col("scale")
+        self.x = (self.cos * du + self.sin * dv) / self.sc
+        self.y = (-self.sin * du + self.cos * dv) / self.sc
+        self.px = (2.0 / S) / self.sc  # one pixel in local units, (B,1,1)
+        self.fw, self.fh, self.ex = self.col("face_w"), self.col("face_h"), self.col("eye_x")
+        self.P = {k: attrs["rgb_params"][:, j].astype(np.float32)[:, None, None] for j, k in enumerate(_RGB_KEYS)}
 
-    # face-local coordinates: undo position, rotation and scale
-    cos, sin = np.cos(col("angle")), np.sin(col("angle"))
-    du, dv = u - col("cx"), v - col("cy")
-    sc = col("scale")
-    x = (cos * du + sin * dv) / sc
-    y = (-sin * du + cos * dv) / sc
-    px = (2.0 / S) / sc  # one pixel in local units, (B,1,1)
-    fw, fh, ex = col("face_w"), col("face_h"), col("eye_x")
-    P = {k: attrs["rgb_params"][:, j].astype(f32)[:, None, None] for j, k in enumerate(_RGB_KEYS)}
+    def col(self, key: str) -> np.ndarray:
+        """A per-item attribute as a (B, 1, 1) float32 column."""
+        return self.attrs[key].astype(np.float32)[:, None, None]
 
-    # ---- background: colour, gradient, clutter -------------------------------------
-    bg = attrs["bg"].astype(f32)
-    grad = attrs["bg_grad"].astype(f32)
-    rgb = np.empty((B, 3, S, S), f32)
-    rgb[:] = bg[:, :, None, None] + grad[:, :, None, None] * (u + v)[None] * 0.5
-    therm = np.empty((B, S, S), f32)
-    therm[:] = col("ambient") + 0.8 * v
-    for k in range(attrs["clutter_r"].shape[1]):
-        cxk = attrs["clutter_xy"][:, k, 0].astype(f32)[:, None, None]
-        cyk = attrs["clutter_xy"][:, k, 1].astype(f32)[:, None, None]
-        rk = attrs["clutter_r"][:, k].astype(f32)[:, None, None]
+    def gauss(self, lx, ly, sigma) -> np.ndarray:
+        """Gaussian bump centred at face-local (lx, ly), (B, S, S); separable in image coordinates
+        because rotation keeps distances (cost: two (B,1,S) exps and one product)."""
+        f32 = np.float32
+        lx = np.broadcast_to(np.asarray(lx, f32), (self.B, 1, 1))
+        ly = np.broadcast_to(np.asarray(ly, f32), (self.B, 1, 1))
+        fu = self.col("cx") + self.sc * (self.cos * lx - self.sin * ly)
+        fv = self.col("cy") + self.sc * (self.sin * lx + self.cos * ly)
+        k = 1.0 / (2.0 * (sigma * self.sc) ** 2)
+        return np.exp(-k * (self.u - fu) ** 2) * np.exp(-k * (self.v - fv) ** 2)
+
+
+def _background(f: _Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Colour, gradient and clutter: the RGB (B, 3, S, S) and thermal (B, S, S) canvases."""
+    f32, a_ = np.float32, f.attrs
+    rgb = np.empty((f.B, 3, f.S, f.S), f32)
+    bg, grad = a_["bg"].astype(f32)[:, :, None, None], a_["bg_grad"].astype(f32)[:, :, None, None]
+    rgb[:] = bg + grad * (f.u + f.v)[None] * 0.5
+    therm = np.empty((f.B, f.S, f.S), f32)
+    therm[:] = f.col("ambient") + 0.8 * f.v
+    for k in range(a_["clutter_r"].shape[1]):
+        cxk = a_["clutter_xy"][:, k, 0].astype(f32)[:, None, None]
+        cyk = a_["clutter_xy"][:, k, 1].astype(f32)[:, None, None]
+        rk = a_["clutter_r"][:, k].astype(f32)[:, None, None]
         if k % 2 == 0:
-            sd = np.sqrt((u - cxk) ** 2 + (v - cyk) ** 2) - rk
+            sd = np.sqrt((f.u - cxk) ** 2 + (f.v - cyk) ** 2) - rk
         else:
-            sd = np.maximum(np.abs(u - cxk), np.abs(v - cyk)) - rk
-        a = _soft(sd, np.float32(2.0 / S))
-        _paint(rgb, a, attrs["clutter_col"][:, k].astype(f32))
-        therm += a * (attrs["clutter_temp"][:, k].astype(f32)[:, None, None] - therm)
+            sd = np.maximum(np.abs(f.u - cxk), np.abs(f.v - cyk)) - rk
+        a = _soft(sd, np.float32(2.0 / f.S))
+        _paint(rgb, a, a_["clutter_col"][:, k].astype(f32))
+        therm += a * (a_["clutter_temp"][:, k].astype(f32)[:, None, None] - therm)
+    return rgb, therm
 
-    # ---- hair, face ------------------------------------------------------------------
-    skin = np.clip(_SKIN[attrs["skin"]] + attrs["skin_jitter"].astype(f32), 0, 1)
-    hair = _HAIR[attrs["hair"]]
+
+def _thermal_face(f: _Frame) -> np.ndarray:
+    """The face's temperature (B, S, S): baseline, falloff towards the edge, regional cues."""
+    T = f.attrs["thermal_cues"].astype(np.float32)
+    fw, fh, ex = f.fw, f.fh, f.ex
+    face_t = f.col("base_temp") - 1.6 * ((f.x / fw) ** 2 + (f.y / fh) ** 2)
+    face_t += T[:, 0, None, None] * f.gauss(0.0, -0.62 * fh, 0.30)
+    peri = f.gauss(-ex, -0.12, 0.13) + f.gauss(ex, -0.12, 0.13)
+    face_t += (T[:, 1, None, None] + 0.4) * peri  # inner eye corners are warm anyway
+    face_t += T[:, 2, None, None] * f.gauss(0.0, 0.22, 0.13)
+    face_t += T[:, 3, None, None] * (f.gauss(-0.5 * fw, 0.28, 0.2) + f.gauss(0.5 * fw, 0.28, 0.2))
+    face_t -= 0.6 * f.gauss(0.0, 0.55, 0.14)  # lips a little cooler
+    return face_t
+
+
+def _head(f: _Frame, rgb: np.ndarray, therm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hair and face, in both modalities; returns the skin colour (B, 3) and the hair's (B, 3)."""
+    f32, x, y, px, fw, fh = np.float32, f.x, f.y, f.px, f.fw, f.fh
+    skin = np.clip(_SKIN[f.attrs["skin"]] + f.attrs["skin_jitter"].astype(f32), 0, 1)
+    hair = _HAIR[f.attrs["hair"]]
     hair_a = _soft(_ellipse_sd(x, y + 0.12, fw * 1.1, fh * 1.02), px) * np.clip((-0.35 - y) / (3 * px) + 0.5, 0, 1)
     face_sd = _ellipse_sd(x, y, fw, fh)
-    face_a = _soft(face_sd, px)
     _paint(rgb, np.maximum(hair_a, 0), hair)
-    _paint(rgb, face_a * (1 - hair_a * (y < -0.5 * fh)), skin)
-
-    # thermal face: baseline, falloff towards the edge, regional cues (smooth Gaussians)
-    T = attrs["thermal_cues"].astype(f32)
-    r2 = (x / fw) ** 2 + (y / fh) ** 2
-    face_t = col("base_temp") - 1.6 * r2
-    def gauss(lx, ly, sigma):
-        """Gaussian bump centred at local (lx, ly); separable in frame coordinates because
-        rotation keeps distances (cost: two (B,1,S) exps and one product)."""
-        lx = np.broadcast_to(np.asarray(lx, f32), (B, 1, 1))
-        ly = np.broadcast_to(np.asarray(ly, f32), (B, 1, 1))
-        fu = col("cx") + sc * (cos * lx - sin * ly)
-        fv = col("cy") + sc * (sin * lx + cos * ly)
-        k = 1.0 / (2.0 * (sigma * sc) ** 2)
-        return np.exp(-k * (u - fu) ** 2) * np.exp(-k * (v - fv) ** 2)
-    face_t += T[:, 0, None, None] * gauss(0.0, -0.62 * fh, 0.30)
-    peri = gauss(-ex, -0.12, 0.13) + gauss(ex, -0.12, 0.13)
-    face_t += (T[:, 1, None, None] + 0.4) * peri  # inner eye corners are warm anyway
-    face_t += T[:, 2, None, None] * gauss(0.0, 0.22, 0.13)
-    face_t += T[:, 3, None, None] * (gauss(-0.5 * fw, 0.28, 0.2) + gauss(0.5 * fw, 0.28, 0.2))
-    face_t -= 0.6 * gauss(0.0, 0.55, 0.14)  # lips a little cooler
+    _paint(rgb, _soft(face_sd, px) * (1 - hair_a * (y < -0.5 * fh)), skin)
+    face_t = _thermal_face(f)
     hair_t = 28.5
     therm_face_a = np.clip(0.5 - face_sd / (2.5 * px), 0, 1)  # thermal optics are blurrier
     therm += np.clip(hair_a, 0, 1) * (hair_t - therm)
     therm += therm_face_a * (face_t - therm) * (1 - 0.8 * hair_a * (y < -0.5 * fh))
+    return skin, hair
 
-    # ---- eyes (both sides at once: the face is mirror-symmetric, so fold x to |x|) -----
-    xa = np.abs(x)
-    dark = np.zeros((B, 3), f32) + 0.08
-    white = np.zeros((B, 3), f32) + 0.97
-    eye_h = 0.075 * P["eye_open"]
-    sclera = _soft(_ellipse_sd(xa - ex, y + 0.12, 0.12, eye_h), px)
+
+def _eyes_and_brows(f: _Frame, rgb: np.ndarray, hair: np.ndarray, dark: np.ndarray) -> None:
+    """Both eyes and brows at once: the face is mirror-symmetric, so x is folded to |x|."""
+    xa, y, px, ex, P = np.abs(f.x), f.y, f.px, f.ex, f.P
+    white = np.zeros((f.B, 3), np.float32) + 0.97
+    sclera = _soft(_ellipse_sd(xa - ex, y + 0.12, 0.12, 0.075 * P["eye_open"]), px)
     _paint(rgb, sclera, white)
     pupil = _soft(np.sqrt((xa - ex) ** 2 + (y + 0.12) ** 2) - 0.055, px) * sclera
     _paint(rgb, pupil, dark)
-
-    # ---- brows: y(t) = base - raise + tilt*t - arch*(1 - t^2), t from inner (-1) to outer (+1)
+    # brows: y(t) = base - raise + tilt*t - arch*(1 - t^2), t from inner (-1) to outer (+1)
     L = 0.19
     t = (xa - (ex - P["brow_gap"])) / L
     yb = -0.31 - P["brow_raise"] + P["brow_tilt"] * t - P["brow_arch"] * (1 - t ** 2)
     sd = np.maximum(np.abs(y - yb) - 0.045, (np.abs(t) - 1.0) * L)
     _paint(rgb, _soft(sd, px), hair * 0.7)
 
-    # ---- nose and disgust's wrinkle (two short lines at y = -0.02 and 0.04) -------------
+
+def _nose_and_mouth(f: _Frame, rgb: np.ndarray, skin: np.ndarray, dark: np.ndarray) -> None:
+    """The nose with disgust's wrinkle (two short lines at y = -0.02 and 0.04), and the mouth:
+    its centre line smiles or frowns, opening drops the jaw, lip_raise lifts the upper lip."""
+    f32, xa, y, px, P = np.float32, np.abs(f.x), f.y, f.px, f.P
     shade = (skin * 0.72).astype(f32)
     nose = _soft(np.maximum(xa - 0.018, np.abs(y - 0.12) - 0.12), px)
     _paint(rgb, nose * 0.6, shade)
     wr = _soft(np.maximum(np.abs(np.abs(y - 0.01) - 0.03) - 0.012, xa - 0.09), px)
     _paint(rgb, wr * np.clip(P["nose_wrinkle"], 0, 1), shade * 0.8)
-
-    # ---- mouth: centre line smiles/frowns, opening drops the jaw, lip_raise lifts the upper lip
     W = 0.26 * P["mouth_width"]
     t = xa / W
     inside = np.clip(1 - t ** 2, 0, None)
@@ -290,32 +302,48 @@ def render_batch(attrs: dict[str, np.ndarray], image_size: int = 64) -> tuple[np
     upper = yc - 0.5 * h - P["lip_raise"] * 0.07 * inside
     lower = yc + 0.5 * h
     lip_sd = np.maximum(np.maximum(upper - 0.025 - y, y - lower - 0.025), (t - 1.0) * W)
-    lips = np.zeros((B, 3), f32) + (0.62, 0.22, 0.25)
+    lips = np.zeros((f.B, 3), f32) + (0.62, 0.22, 0.25)
     _paint(rgb, _soft(lip_sd, px), lips)
     cavity = _soft(np.maximum(np.maximum(upper - y, y - lower), (t - 0.9) * W), px)
     _paint(rgb, cavity, dark)
 
-    # ---- glasses (only the items that wear them): opaque to long-wave infrared, so they
-    # look cold in thermal, hiding the periorbital cue -----------------------------------
-    g_idx = np.flatnonzero(attrs["glasses"])
-    if g_idx.size:
-        xg, yg, pg, exg = xa[g_idx], y[g_idx], px[g_idx], ex[g_idx]
-        d = np.sqrt((xg - exg) ** 2 + (yg + 0.12) ** 2)
-        frame = _soft(np.abs(d - 0.2) - 0.022, pg)
-        lens = _soft(d - 0.2, pg)
-        frame = np.maximum(frame, _soft(np.maximum(np.abs(yg + 0.14) - 0.015, xg - (exg - 0.2)), pg))
-        sub = rgb[g_idx]
-        _paint(sub, frame, dark[g_idx] + 0.05)
-        rgb[g_idx] = sub
-        amb = col("ambient")[g_idx]
-        therm[g_idx] += np.clip(lens + frame, 0, 1) * (amb + 3.0 - therm[g_idx])
 
-    # ---- sensor noise (per item, from its own stream) -----------------------------------
-    noise = np.empty((B, 4, S, S), f32)
+def _glasses(f: _Frame, rgb: np.ndarray, therm: np.ndarray, dark: np.ndarray) -> None:
+    """Glasses on the items that wear them: opaque to long-wave infrared, so they look cold in
+    thermal, hiding the periorbital cue."""
+    g_idx = np.flatnonzero(f.attrs["glasses"])
+    if not g_idx.size:
+        return
+    xg, yg, pg, exg = np.abs(f.x)[g_idx], f.y[g_idx], f.px[g_idx], f.ex[g_idx]
+    d = np.sqrt((xg - exg) ** 2 + (yg + 0.12) ** 2)
+    frame = _soft(np.abs(d - 0.2) - 0.022, pg)
+    lens = _soft(d - 0.2, pg)
+    frame = np.maximum(frame, _soft(np.maximum(np.abs(yg + 0.14) - 0.015, xg - (exg - 0.2)), pg))
+    sub = rgb[g_idx]
+    _paint(sub, frame, dark[g_idx] + 0.05)
+    rgb[g_idx] = sub
+    amb = f.col("ambient")[g_idx]
+    therm[g_idx] += np.clip(lens + frame, 0, 1) * (amb + 3.0 - therm[g_idx])
+
+
+def render_batch(attrs: dict[str, np.ndarray], image_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Render faces from :func:`sample_attributes`: background, head, eyes and brows, nose and
+    mouth, glasses, then sensor noise (each item from its own stream).
+
+    Returns ``rgb`` (B, 3, S, S) float32 in [0, 1] and ``thermal`` (B, S, S) float32 in °C.
+    """
+    f = _Frame(attrs, int(image_size))
+    dark = np.zeros((f.B, 3), np.float32) + 0.08
+    rgb, therm = _background(f)
+    skin, hair = _head(f, rgb, therm)
+    _eyes_and_brows(f, rgb, hair, dark)
+    _nose_and_mouth(f, rgb, skin, dark)
+    _glasses(f, rgb, therm, dark)
+    noise = np.empty((f.B, 4, f.S, f.S), np.float32)
     for b, ns in enumerate(attrs["noise_seed"].tolist()):
-        noise[b] = np.random.Generator(np.random.PCG64(ns)).standard_normal((4, S, S), dtype=f32)
+        noise[b] = np.random.Generator(np.random.PCG64(ns)).standard_normal((4, f.S, f.S), dtype=np.float32)
     rgb += 0.03 * noise[:, :3]
-    therm += 0.2 * noise[:, 3] + col("thermal_offset")
+    therm += 0.2 * noise[:, 3] + f.col("thermal_offset")
     np.clip(rgb, 0.0, 1.0, out=rgb)
     return rgb, therm
 

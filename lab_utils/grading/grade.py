@@ -217,6 +217,15 @@ def read_solutions(result: NotebookResult, nb: nbformat.NotebookNode, solution_n
 
 
 # --------------------------------------------------------------------------- the class
+def _lab_solutions(lab: dict[str, Path], stems: list[str]) -> tuple[dict, dict[str, dict[str, set[str]]]]:
+    """Each lab notebook of ``stems``, read once, and per exercise the lines it shows a student
+    (``answers.shown_lines``): the same for every submission."""
+    notebooks = {stem: nbformat.read(lab[stem[:2]], as_version=4) for stem in stems}
+    shown = {stem: {ex.grade_id: answers.shown_lines(notebooks[stem], ex) for ex in exercises_for(stem)}
+             for stem in stems}
+    return notebooks, shown
+
+
 def grade_class(submissions: Path, out: Path, execute: bool = True, timeout: int = 600,
                 lab_root: Path | None = None) -> dict:
     """Grade every submission in ``submissions`` and write the report to ``out``; returns the
@@ -233,9 +242,7 @@ def grade_class(submissions: Path, out: Path, execute: bool = True, timeout: int
         shutil.rmtree(nbgrader_root)                 # a fresh gradebook for every grading run
     course.prepare_exercises([lab[stem[:2]] for stem in expected], nbgrader_root)
 
-    solution_nbs = {stem: nbformat.read(lab[stem[:2]], as_version=4) for stem in expected}   # read once
-    shown = {stem: {ex.grade_id: answers.shown_lines(solution_nbs[stem], ex) for ex in exercises_for(stem)}
-             for stem in expected}
+    solution_nbs, shown = _lab_solutions(lab, expected)
     results: list[NotebookResult] = []
     for student, mine in students.items():
         readable: dict[str, nbformat.NotebookNode] = {}
