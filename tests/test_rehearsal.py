@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lab_utils import rehearsal as R
+from lab_utils import standins as S
 from lab_utils.config import load_config
 
 
@@ -36,12 +37,12 @@ def test_shrunk_configs_still_validate(tmp_path):
 
 
 def test_every_configured_hub_model_has_a_stand_in():
-    ids = R.configured_hub_ids()
+    ids = S.configured_hub_ids()
     # clip.yml: image.vit_model_name (the compare model's ViT) and compare.text.model_name (no owner)
     assert {"google/vit-base-patch16-224-in21k", "openai/clip-vit-base-patch32", "distilbert-base-uncased"} <= ids
-    assert ids <= set(R.standin_models())
+    assert ids <= set(S.standin_models())
     with pytest.raises(ValueError, match="no stand-in for: \\['someone/unknown-model'\\]"):
-        R.build_standin_hub("unused", ["someone/unknown-model"])
+        S.build_standin_hub("unused", ["someone/unknown-model"])
 
 
 @pytest.mark.parametrize("value, repo", [
@@ -57,7 +58,7 @@ def test_every_configured_hub_model_has_a_stand_in():
     ("my models/vit", None),                                             # no hub id has a space
 ])
 def test_hub_ids_are_what_the_labs_loaders_would_download(value, repo):
-    assert R.hub_id_loaded_for(value, R.source_root()) == repo
+    assert S.hub_id_loaded_for(value, R.source_root()) == repo
 
 
 def test_an_rn_clip_in_model_yml_gets_open_clips_repository(tmp_path):
@@ -67,14 +68,14 @@ def test_an_rn_clip_in_model_yml_gets_open_clips_repository(tmp_path):
 
     shutil.copytree(R.source_root() / "configs", tmp_path / "configs")
     R.set_config_value(tmp_path / "configs" / "model.yml", "clip.model_name", "RN101")
-    ids = R.configured_hub_ids(tmp_path / "configs")
+    ids = S.configured_hub_ids(tmp_path / "configs")
     assert "timm/resnet101_clip.openai" in ids and "openai/clip-vit-base-patch32" in ids   # clip.yml still names it
     for name in ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64"):
-        repo = R.open_clip_hub_repo(name)
+        repo = S.open_clip_hub_repo(name)
         assert open_clip.get_pretrained_cfg(name, "openai")["hf_hub"].rstrip("/") == repo
-        assert repo in R.standin_models()
+        assert repo in S.standin_models()
     with pytest.raises(ValueError, match="unknown ResNet CLIP 'RN51'.*RN50x64"):
-        R.hub_id_loaded_for("RN51")
+        S.hub_id_loaded_for("RN51")
 
 
 LOAD_FROM_STANDIN_HUB = """
@@ -108,9 +109,9 @@ def test_stand_in_hub_is_found_offline_by_the_labs_loaders(tmp_path):
     import subprocess
     import sys
 
-    R.build_standin_hub(tmp_path / "hub")
-    root = R.hub_folder(tmp_path / "hub", "google/vit-base-patch16-224-in21k")
-    assert (root / "refs" / "main").read_text() == R.COMMIT
+    S.build_standin_hub(tmp_path / "hub")
+    root = S.hub_folder(tmp_path / "hub", "google/vit-base-patch16-224-in21k")
+    assert (root / "refs" / "main").read_text() == S.COMMIT
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "LAB_PROFILE": "full"}
     out = subprocess.run([sys.executable, "-c", LOAD_FROM_STANDIN_HUB], env=env, capture_output=True,
                          text=True, timeout=300)
@@ -143,8 +144,8 @@ def test_an_rn_clip_stand_in_is_found_offline_by_open_clip_branch(tmp_path):
 
     from safetensors import safe_open
 
-    repo = R.open_clip_hub_repo("RN50")
-    (snapshot,) = R.build_standin_hub(tmp_path / "hub", [repo]).values()
+    repo = S.open_clip_hub_repo("RN50")
+    (snapshot,) = S.build_standin_hub(tmp_path / "hub", [repo]).values()
     with safe_open(str(snapshot / "open_clip_model.safetensors"), framework="pt") as f:
         stored = f.get_tensor("visual.attnpool.c_proj.weight")[0, :3].tolist()
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "LAB_PROFILE": "full"}
@@ -162,7 +163,7 @@ def test_an_rn_clip_stand_in_is_found_offline_by_open_clip_branch(tmp_path):
 def test_stand_in_torch_hub_uses_torchvisions_file_names(tmp_path, monkeypatch):
     import torchvision
 
-    (path,) = R.build_standin_torch_hub(tmp_path / "torch", ["resnet18"])
+    (path,) = S.build_standin_torch_hub(tmp_path / "torch", ["resnet18"])
     assert path.name == torchvision.models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[1]
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch" / "hub"))
     net = torchvision.models.resnet18(weights="DEFAULT")          # found in the cache, no download
