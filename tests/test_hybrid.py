@@ -67,7 +67,9 @@ def test_defaults_are_the_documented_ones():
         "vit": {"model_name": "google/vit-base-patch16-224-in21k"},
         "clip": {"model_name": "ViT-B/32"},
         "fusion": {"method": "concat", "modality_dropout": 0.0, "aux_weight": 0.0},
-        "batch_size": 32, "learning_rate": 2e-5, "epochs": 10, "patience": 3,
+        "remedies": {"modality_dropout": 0.3, "aux_weight": 0.5, "staged_lr_scale": 0.1},
+        "data": {"num_faces": 4200, "image_size": 64, "test_fraction": 0.2, "seed_offset": 1000},
+        "batch_size": 32, "learning_rate": 2e-5, "weight_decay": 0.05, "epochs": 10, "patience": 3,
         "val_split": 0.2, "seed": 42,
     }
     assert isinstance(cfg.learning_rate, float) and isinstance(cfg.val_split, float)
@@ -570,3 +572,20 @@ def test_heads_and_the_quick_vit_initialisation():
     vit_only = HybridViTCLIP.from_config(cfg, NUM_CLASSES, fusion="vit_only", profile="quick", verbose=False)
     assert vit_only.vit.config.initializer_range == 0.1   # quick_vit_config's wide init
     assert vit_only.vit.pooler is None  # only [CLS] is used
+
+
+def test_a_config_without_the_new_sections_gets_their_defaults_and_bad_values_are_refused(tmp_path):
+    """Older copies of model.yml (no remedies:, data:, weight_decay) still load, with the values
+    notebook 03 used to hard-code; a bad value names the key."""
+    import yaml
+    from lab_utils.config import ConfigError
+
+    old = {k: v for k, v in yaml.safe_load(MODEL_YML.read_text()).items() if k not in ("remedies", "data", "weight_decay")}
+    path = tmp_path / "model.yml"
+    path.write_text(yaml.safe_dump(old))
+    cfg = load_config(path, profile="full")
+    assert cfg.remedies.to_dict() == {"modality_dropout": 0.3, "aux_weight": 0.5, "staged_lr_scale": 0.1}
+    assert cfg.data.num_faces == 4200 and cfg.data.test_fraction == 0.2 and cfg.weight_decay == 0.05
+    path.write_text(yaml.safe_dump({**old, "data": {"test_fraction": 1.5}}))
+    with pytest.raises(ConfigError, match=r"'data.test_fraction' = 1.5 is out of range"):
+        load_config(path, profile="full")

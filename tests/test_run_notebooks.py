@@ -91,7 +91,7 @@ def test_a_missed_learning_outcome_never_stops_a_run(tmp_path, monkeypatch, caps
     assert "⚠ 05_fusion: ✗ the weights differ between expressions (this run: span 0.03)" in out
     executed = nbformat.read(tmp_path / "outputs" / "05_fusion" / "05_fusion.ipynb", as_version=4)
     text = executed.cells[1].outputs[0]["text"]
-    assert text.startswith("✓ RGB only: macro-F1 ≥ 0.2\n⚠ learning outcome not reached: the weights differ")
+    assert text.startswith("✓ RGB only: macro-F1: 0.6 (bar: ≥ 0.2)\n⚠ learning outcome not reached: the weights differ")
     assert "what it most likely means: modality collapse" in text
 
     monkeypatch.setenv("LAB_OUTCOME_CHECKS", "strict")

@@ -723,8 +723,9 @@ and the gradient that reaches the ViT through the classifier (proportional to th
 shrinks before the ViT has learnt expression features; early stopping then ends the run. Trained
 alone first, the ViT gets the whole gradient until it has learnt what it can; the fusion then
 combines two informative branches. (c) It spends more compute — a whole extra ViT training run —
-so part of its lead is budget; and one run's difference of a few points is within the noise of
-another seed or split.
+so part of its lead could be budget (section 8's control, the plain fusion for twice the epochs,
+measures how much: a point or two, against several for the staged remedy); and one run's
+difference of a few points is within the noise of another seed or split.
 
 **Rubric (2 points).** 2 points: own numbers, the gradient-starvation mechanism, and the budget
 (or noise) caveat. 1 point: two of the three. 0 points: none of them."""),
