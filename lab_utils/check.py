@@ -87,9 +87,10 @@ def outcome_warning(claim: str, got: str | None, means: str | None, hint: str | 
 
 
 def _settle(held: bool, claim: str, got: str | None, hint: str | None, means: str | None,
-            outcome: bool) -> None:
-    """Print ``✓ claim`` when it held. Otherwise a structural check (or an outcome check in strict
-    mode) raises; an outcome check in warn mode prints the ``⚠`` block and returns."""
+            outcome: bool, shown: str | None = None) -> None:
+    """Print ``✓ claim`` (or ``shown``, the held line a helper words itself) when it held.
+    Otherwise a structural check (or an outcome check in strict mode) raises; an outcome check in
+    warn mode prints the ``⚠`` block and returns."""
     failure = f"{claim} (this run: {got})" if got else claim
     if outcome:
         mode = outcome_mode()
@@ -101,7 +102,7 @@ def _settle(held: bool, claim: str, got: str | None, hint: str | None, means: st
             _fail(failure, "; ".join(filter(None, (means, hint))) or None)
     elif not held:
         _fail(failure, hint)
-    print(f"✓ {claim}" + (f" — this run: {got}" if got and outcome else ""))
+    print(shown or f"✓ {claim}" + (f" — this run: {got}" if got and outcome else ""))
 
 
 def _fail(message: str, hint: str | None) -> None:
@@ -154,10 +155,5 @@ def check_between(value: float, low: float | None = None, high: float | None = N
         bound = f"≥ {low:.3g}"
     else:
         bound = f"≤ {high:.3g}"
-    claim, got = f"{what} {bound}", f"{what} = {value:.3g}"
-    if not ok:
-        _settle(False, claim, got, hint, means, outcome)
-        return
-    if outcome:
-        _record_outcome(claim, True, f"✓ {claim}")
-    print(f"✓ {what}: {value:.3g} (bar: {bound})")
+    _settle(ok, f"{what} {bound}", f"{what} = {value:.3g}", hint, means, outcome,
+            shown=f"✓ {what}: {value:.3g} (bar: {bound})")
