@@ -46,7 +46,7 @@ $(STAMP): requirements.txt requirements-instructor.txt pyproject.toml
 	@touch $(STAMP)
 
 lab: $(STAMP)
-	$(PY) -m lab_utils.run_notebooks $(NOTEBOOKS)
+	$(PY) -m lab_tools.run_notebooks $(NOTEBOOKS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL) -p no:cacheprovider -q
@@ -61,12 +61,12 @@ nbval-emulated: $(STAMP)
 	$(EMULATED) $(PY) -m pytest $(NOTEBOOKS) $(NBVAL) -p no:cacheprovider -q
 
 notebooks: $(STAMP)
-	LAB_OUTCOME_CHECKS=strict $(PY) -m lab_utils.run_notebooks $(NOTEBOOKS) --inplace
+	LAB_OUTCOME_CHECKS=strict $(PY) -m lab_tools.run_notebooks $(NOTEBOOKS) --inplace
 
 # Full profile, offline: stand-in hub + torch caches, small real-format data in a copy of the
-# repo, two scenarios (data present / none). CUDA when the machine has it. See lab_utils/rehearsal.py.
+# repo, two scenarios (data present / none). CUDA when the machine has it. See lab_tools/rehearsal.py.
 rehearsal: $(STAMP)
-	$(PY) -m lab_utils.rehearsal --timeout 300
+	$(PY) -m lab_tools.rehearsal --timeout 300
 
 # The oldest supported transformers (4.x module names, huggingface_hub < 1.0) installed beside
 # .venv's packages and put first on PYTHONPATH: a second environment for the price of ~60 MB.
@@ -78,21 +78,21 @@ $(OLDEST)/.installed: requirements-oldest.txt $(STAMP)
 compat: $(OLDEST)/.installed
 	PYTHONPATH=$(OLDEST) $(PY) -c "import transformers; print('transformers', transformers.__version__)"
 	PYTHONPATH=$(OLDEST) $(PY) -m pytest tests -q -p no:cacheprovider
-	PYTHONPATH=$(OLDEST) $(PY) -m lab_utils.rehearsal --timeout 300
+	PYTHONPATH=$(OLDEST) $(PY) -m lab_tools.rehearsal --timeout 300
 
 # The student release: a folder to publish as its own repository, the lab without the answers
-# (nbgrader's student edition, cloning STUDENT_REPO on Colab; lab_utils/grading/release.py).
+# (nbgrader's student edition, cloning STUDENT_REPO on Colab; lab_tools/grading/release.py).
 STUDENT_REPO ?=
 student: $(STAMP)
 	@test -n "$(STUDENT_REPO)" || { echo "usage: make student STUDENT_REPO=https://github.com/<you>/<course>-lab   (the repository students will clone; never this one)"; exit 2; }
-	$(PY) -m lab_utils.grading student --repo "$(STUDENT_REPO)"
+	$(PY) -m lab_tools.grading student --repo "$(STUDENT_REPO)"
 
 # Grade a class: run each submission (quick profile), autograde its exercises, write the report.
 SUBMISSIONS ?=
 GRADING_DIR ?= outputs/grading
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder>   (<folder>/<student>/01_….ipynb …)"; exit 2; }
-	$(PY) -m lab_utils.grading grade "$(SUBMISSIONS)" --out "$(GRADING_DIR)" $(GRADE_FLAGS)
+	$(PY) -m lab_tools.grading grade "$(SUBMISSIONS)" --out "$(GRADING_DIR)" $(GRADE_FLAGS)
 
 clean:
 	rm -rf outputs/*/ .pytest_cache

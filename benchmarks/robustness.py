@@ -55,7 +55,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab_utils.rehearsal import copy_repo, set_config_value  # noqa: E402
+from lab_tools.rehearsal import copy_repo, set_config_value  # noqa: E402
 
 BAR = 0.9   # a claim a notebook states must hold on at least this share of the seed × machine runs
 
@@ -198,7 +198,7 @@ def _environment(machine: str, clone: Path) -> dict[str, str]:
 
 def _execute(clone: Path, machine: str, notebooks: list[str], timeout: int) -> list[dict]:
     """Run ``notebooks`` of ``clone`` in order, in one process on ``machine``; the runner's rows."""
-    subprocess.run([sys.executable, "-m", "lab_utils.run_notebooks",
+    subprocess.run([sys.executable, "-m", "lab_tools.run_notebooks",
                     *(str(clone / "notebooks" / f"{n}.ipynb") for n in notebooks), "--timeout", str(timeout)],
                    cwd=clone, env=_environment(machine, clone), check=False, capture_output=True)
     summary = clone / "outputs" / "summary.json"

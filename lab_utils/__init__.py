@@ -6,7 +6,9 @@ spinning OpenMP threads collapse.
 
 Modules (by concern): ``config`` (profiles, seeds, YAML configs), ``check`` (notebook
 assertions that print one stable line), ``data``, ``models`` (architectures only),
-``recipes`` (how a notebook trains and uses them), ``training``, ``metrics``, ``viz``.
+``recipes`` (how a notebook trains and uses them), ``training``, ``metrics``, ``viz``,
+``cost`` (the estimate a notebook prints before it trains), ``exercises`` (the checks the
+exercise cells call). The maintainers' and instructors' tools live in ``lab_tools``.
 """
 import os as _os
 

@@ -1,5 +1,5 @@
-"""Each exercise's checks (lab_utils.grading.exercises) and the cells that hold the exercises and
-written questions (lab_utils.grading.cells): the solutions pass their public and hidden tests, the
+"""Each exercise's checks (lab_utils.exercises) and the cells that hold the exercises and
+written questions (lab_tools.grading.cells): the solutions pass their public and hidden tests, the
 stub fails with the clear error, each typical mistake gets its hint, the checks leave the
 notebook's random stream alone, the tasks say what is graded, every question has a rubric, and
 the sync tool makes a notebook match cells.py without touching its other cells."""
@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab_utils.grading import exercises as X
-from lab_utils.grading.cells import (EXERCISES, QUESTIONS, USES_TAG, exercise_cells, insert_exercises, is_managed,
+from lab_utils import exercises as X
+from lab_tools.grading.cells import (EXERCISES, QUESTIONS, USES_TAG, exercise_cells, insert_exercises, is_managed,
                                      item_cells, main, question_cells, questions_for, sync_notebook, synced_cells)
-from lab_utils.grading.course import STUB
+from lab_tools.grading.course import STUB
 
 from _solutions import solution_cell as _solution
 
@@ -62,7 +62,7 @@ def test_the_stub_fails_with_the_clear_error(ex):
 def test_each_test_cell_has_public_and_hidden_checks(ex):
     assert ex.tests.count("### BEGIN HIDDEN TESTS") == ex.tests.count("### END HIDDEN TESTS") == 1
     public = _public(ex.tests)
-    assert "from lab_utils.grading.exercises import" in public and re.search(r"^check_\w+\(", public, re.M)
+    assert "from lab_utils.exercises import" in public and re.search(r"^check_\w+\(", public, re.M)
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=_ids(EXERCISES))
@@ -539,7 +539,7 @@ def test_every_after_is_a_lesson_cell_of_its_notebook(item):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_exercise_sits_in_its_notebook_as_written_in_cells_py(path):
     """The notebooks hold exactly the cells of cells.py, in place (after a change to cells.py:
-    python -m lab_utils.grading.cells --sync notebooks/*.ipynb)."""
+    python -m lab_tools.grading.cells --sync notebooks/*.ipynb)."""
     nb = nbformat.read(path, as_version=4)
     want = synced_cells(nb, path.stem)
     assert [c.get("id") for c in nb.cells] == [c.get("id") for c in want]

@@ -1,4 +1,4 @@
-"""The student edition and class grading (lab_utils.grading): nbgrader's student edition, the
+"""The student edition and class grading (lab_tools.grading): nbgrader's student edition, the
 flags, and `make grade` on a generated class (one correct, one typical mistake, one crash, one missing notebook)."""
 import json
 import os
@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab_utils.grading.cells import EXERCISES
-from lab_utils.grading.course import STUB, exercise_extract, generate_student_edition
-from lab_utils.grading.grade import (NotebookResult, build_report, class_flags, find_submissions, lab_notebooks,
+from lab_tools.grading.cells import EXERCISES
+from lab_tools.grading.course import STUB, exercise_extract, generate_student_edition
+from lab_tools.grading.grade import (NotebookResult, build_report, class_flags, find_submissions, lab_notebooks,
                                      robust_outliers, stored_status, write_report)
 
 from _solutions import solution_cell as _solution
@@ -211,7 +211,7 @@ def test_make_grade_reports_a_class(tmp_path):
     stamp.touch()
     command = ([make, "-s", "-C", str(ROOT), "grade", f"PY={sys.executable}", f"STAMP={stamp}",
                 f"SUBMISSIONS={tmp_path / 'class'}", f"GRADING_DIR={tmp_path / 'report'}"] if make else
-               [sys.executable, "-m", "lab_utils.grading", "grade", str(tmp_path / "class"), "--out",
+               [sys.executable, "-m", "lab_tools.grading", "grade", str(tmp_path / "class"), "--out",
                 str(tmp_path / "report")])
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

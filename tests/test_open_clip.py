@@ -170,7 +170,7 @@ def test_full_profile_loads_cached_weights_offline(rn50, offline_empty_cache):
     from open_clip.constants import HF_SAFE_WEIGHTS_NAME
     from safetensors.torch import save_file
 
-    from lab_utils.standins import save_to_hub_cache
+    from lab_tools.standins import save_to_hub_cache
 
     branch, reference = rn50
     repo = open_clip.get_pretrained_cfg("RN50", "openai")["hf_hub"].rstrip("/")

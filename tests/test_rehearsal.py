@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from lab_utils import rehearsal as R
-from lab_utils import standins as S
+from lab_tools import rehearsal as R
+from lab_tools import standins as S
 from lab_utils.config import load_config
 
 

@@ -5,7 +5,7 @@ import re
 import nbformat
 import pytest
 
-from lab_utils.run_notebooks import main
+from lab_tools.run_notebooks import main
 
 
 def make_notebook(path, sources):
@@ -43,7 +43,7 @@ def test_sliced_wait_sees_a_reply_a_long_poll_would_miss():
     import time
     from queue import Empty
 
-    from lab_utils.run_notebooks import sliced_wait
+    from lab_tools.run_notebooks import sliced_wait
 
     arrives = time.monotonic() + 0.3
 

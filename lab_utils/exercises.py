@@ -35,7 +35,7 @@ from typing import Callable, Sequence, TypeVar
 import torch
 from torch import nn
 
-from ..check import check, check_shape
+from .check import check, check_shape
 
 Mistake = tuple[torch.Tensor, str]
 """A wrong answer a student typically gives (the tensor it produces) and what to tell them."""
@@ -102,7 +102,7 @@ def check_patchify(my_patchify: Callable[[torch.Tensor, int], torch.Tensor],
                    shape: Sequence[int] = (2, 3, 32, 48), patch_size: int = 16, seed: int = 0) -> None:
     """``my_patchify(images (B, C, H, W), p)`` must equal ``lab_utils.models.patchify``:
     ``(B, N, C·p·p)``, patches row by row, each flattened in ``(C, p, p)`` order."""
-    from ..models import patchify
+    from .models import patchify
 
     images = torch.rand(*shape, generator=_generator(seed))
     want = patchify(images, patch_size)
@@ -186,7 +186,7 @@ def check_param_groups(two_lr_groups: Callable[..., list], learning_rate: float 
     parameter groups that ``get_optimizer_and_scheduler`` builds: ``{"name": "backbone",
     "params": [...], "lr": lr · scale}`` and ``{"name": "head", ..., "lr": lr}``, trainable
     weights only (frozen ones left out)."""
-    from ..training import get_optimizer_and_scheduler
+    from .training import get_optimizer_and_scheduler
 
     model = _TinyFER()
     if freeze_first:
@@ -284,7 +284,7 @@ def check_recall_at_k(my_recall_at_k: Callable[[torch.Tensor, int], float], n: i
     """``my_recall_at_k(sim (N, N), k)`` (row i = image i, column j = caption j, true pairs on the
     diagonal) must equal the image→text Recall@K of ``lab_utils.metrics.recall_at_k``: the
     fraction of rows whose diagonal entry is among the row's k largest."""
-    from ..metrics import recall_at_k
+    from .metrics import recall_at_k
 
     img, txt = _similarities(n, seed)
     sim = img @ txt.t()
@@ -353,7 +353,7 @@ def check_leaked_subjects(leaked_subjects: Callable[[dict], object],
     (which also ignores the unknown subject -1)."""
     from types import SimpleNamespace
 
-    from ..data import check_subject_leakage
+    from .data import check_subject_leakage
 
     if subjects_by_split is None:
         subjects_by_split = {"train": {1, 2, 3, 4, 5, 10}, "val": {5, 6, 7}, "test": {2, 7, 8, 9}}
@@ -517,7 +517,7 @@ def check_infonce(my_infonce_loss: Callable[..., torch.Tensor], batch: int = 8, 
     ``lab_utils.training.contrastive_loss`` (the mean of −log softmax of the diagonal along the rows
     and along the columns of ``scale · image @ textᵀ``, the two directions averaged), and its
     autograd gradient must equal the reference's (float64)."""
-    from ..training import contrastive_loss
+    from .training import contrastive_loss
 
     img, txt = _embeddings(batch, dim, seed)
     want = contrastive_loss(img, txt, scale)
@@ -555,7 +555,7 @@ def check_infonce_stable(my_infonce_loss: Callable[..., torch.Tensor], batch: in
     loss (about 200) must come out finite and right in float32: ``exp`` of logits near 100
     overflows and the softmax of the diagonal underflows to 0, so only a log-softmax through
     ``logsumexp`` survives."""
-    from ..training import contrastive_loss
+    from .training import contrastive_loss
 
     g = _generator(seed)
     dim = batch // 2 + batch % 2 + 2
@@ -621,7 +621,7 @@ def check_finite_difference(finite_difference_grad: Callable[..., torch.Tensor],
     """``finite_difference_grad(f, x, eps)`` (central differences, one entry at a time) must agree
     with autograd's gradient of ``contrastive_loss`` w.r.t. the image embeddings, in float64, to
     1e-5 (a one-sided difference is off by about 1e-3 here), and leave ``x`` as it was."""
-    from ..training import contrastive_loss
+    from .training import contrastive_loss
 
     img, txt = (t.double() for t in _embeddings(batch, dim, seed))
     f = lambda e: contrastive_loss(e, txt, scale)  # noqa: E731
@@ -710,7 +710,7 @@ def check_collapse_share(collapse_share: Callable[..., float], rows: int = 20, m
     """``collapse_share(weights (N, M), level)`` (each row: an example's weights over M inputs, summing
     to 1) must return the share of rows whose LARGEST weight is ≥ ``level`` — a fraction in [0, 1],
     as ``lab_utils.metrics.pinned_share``."""
-    from ..metrics import pinned_share
+    from .metrics import pinned_share
 
     w = _collapse_weights(rows, modalities, seed) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
     want = torch.tensor(pinned_share(w, level))
@@ -752,7 +752,7 @@ class _TinyViTFER(nn.Module):
 
 def _vit_parts(model: _TinyViTFER) -> dict[str, object]:
     """Parameter names by part: ``head``, ``embeddings``, ``norm`` (the final LayerNorm), ``blocks`` (bottom first)."""
-    from ..models.fer import encoder_layers
+    from .models.fer import encoder_layers
 
     name_of = {id(p): n for n, p in model.named_parameters()}
     names = lambda module: {name_of[id(p)] for p in module.parameters()}  # noqa: E731

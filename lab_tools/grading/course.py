@@ -19,7 +19,7 @@ Two assignments use it:
   self-contained (they import what they use and compare with ``lab_utils``), so
   ``autograde`` scores a student's solutions in a fresh kernel in seconds, instead of
   re-running the whole notebook; the whole notebook is run once, separately, for its
-  figures and metrics (``lab_utils.grading.grade``).
+  figures and metrics (``lab_tools.grading.grade``).
 """
 from __future__ import annotations
 
@@ -79,12 +79,12 @@ def _checked(result: dict, what: str) -> dict:
 def is_exercise_cell(cell: nbformat.NotebookNode) -> bool:
     """A cell tagged ``exercise`` or carrying nbgrader marks, or (for a notebook whose cell
     metadata an editor dropped) a test cell, recognised by its import of the checks. Written
-    questions (tag ``question``) are not: they are graded by hand (``lab_utils.grading.manual``)."""
+    questions (tag ``question``) are not: they are graded by hand (``lab_tools.grading.manual``)."""
     meta = cell.get("metadata", {})
     if QUESTION_TAG in meta.get("tags", []):
         return False
     return (EXERCISE_TAG in meta.get("tags", []) or ("nbgrader" in meta and cell.get("cell_type") == "code")
-            or (cell.get("cell_type") == "code" and "lab_utils.grading.exercises" in cell.get("source", "")))
+            or (cell.get("cell_type") == "code" and "lab_utils.exercises" in cell.get("source", "")))
 
 
 _DEF = re.compile(r"^def (\w+)\(", re.MULTILINE)

@@ -1,5 +1,5 @@
 """Stand-ins for what the full profile downloads, in the formats the real ones have, so the
-lab's own loading code finds them where it always looks (``lab_utils.rehearsal`` builds them
+lab's own loading code finds them where it always looks (``lab_tools.rehearsal`` builds them
 for its offline rehearsal of the Colab path):
 
 * a **Hugging Face cache** (``HF_HUB_CACHE``) in the cache's own layout
@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .paths import repo_root
+from lab_utils.paths import repo_root
 
 
 def source_root() -> Path:
@@ -130,8 +130,8 @@ def _standin_clip(folder: Path) -> None:
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-    from .data.captions import make_captions
-    from .data.synthetic import sample_attributes
+    from lab_utils.data.captions import make_captions
+    from lab_utils.data.synthetic import sample_attributes
 
     corpus = [c for caps in make_captions(sample_attributes(range(140), seed=0), per_image=5) for c in caps]
     tok_dir = folder / "_tokenizer_source"
@@ -157,7 +157,7 @@ def _standin_distilbert(folder: Path) -> None:
     import torch
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
-    from .models.clip import packaged_minilm_dir
+    from lab_utils.models.clip import packaged_minilm_dir
 
     tokenizer = DistilBertTokenizerFast.from_pretrained(packaged_minilm_dir(), model_max_length=512)
     tokenizer.save_pretrained(folder)
@@ -200,7 +200,7 @@ def open_clip_hub_repo(name: str) -> str:
     """The hub repository open_clip takes OpenAI's weights of a ResNet CLIP from:
     ``"RN50"`` → ``"timm/resnet50_clip.openai"`` (``open_clip.get_pretrained_cfg(name,
     "openai")["hf_hub"]``, whose trailing ``/`` means open_clip's default file names)."""
-    from .models.clip_names import CLIP_RESNET_NAMES, is_open_clip_name
+    from lab_utils.models.clip_names import CLIP_RESNET_NAMES, is_open_clip_name
 
     if not is_open_clip_name(name):
         raise ValueError(f"{name!r} is not one of OpenAI's ResNet CLIPs; allowed: {', '.join(CLIP_RESNET_NAMES)}.")
@@ -223,7 +223,7 @@ def standin_models() -> dict[str, Callable[[Path], None]]:
     (when open_clip is installed): every hub id the rehearsal can stand in for."""
     from functools import partial
 
-    from .models.clip_names import CLIP_RESNET_NAMES
+    from lab_utils.models.clip_names import CLIP_RESNET_NAMES
 
     models = dict(STANDIN_MODELS)
     try:
@@ -250,8 +250,8 @@ def hub_id_loaded_for(value: str, root: str | os.PathLike | None = None) -> str 
 
     Raises ``ValueError`` for a CLIP name the lab refuses (``RN51``, ``ViT-X/9``: the message
     lists the known ones)."""
-    from .models.clip import _MINILM_ALIASES
-    from .models.clip_names import is_open_clip_name, resolve_clip_name
+    from lab_utils.models.clip import _MINILM_ALIASES
+    from lab_utils.models.clip_names import is_open_clip_name, resolve_clip_name
 
     name = str(value).strip()
     if name in _MINILM_ALIASES or name.endswith(".safetensors"):
@@ -311,7 +311,7 @@ def build_standin_hub(cache: str | os.PathLike, ids: Iterable[str] | None = None
     if unknown:
         raise ValueError(f"the configs name hub models the rehearsal has no stand-in for: {unknown}. "
                          f"Stand-ins exist for {sorted(builders)}; add a builder to "
-                         "lab_utils.standins.STANDIN_MODELS (a small model of the same architecture).")
+                         "lab_tools.standins.STANDIN_MODELS (a small model of the same architecture).")
     return {repo_id: save_to_hub_cache(cache, repo_id, builders[repo_id]) for repo_id in wanted}
 
 

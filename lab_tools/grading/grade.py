@@ -1,4 +1,4 @@
-"""Grade a class: ``make grade SUBMISSIONS=<folder>`` (= ``python -m lab_utils.grading grade``).
+"""Grade a class: ``make grade SUBMISSIONS=<folder>`` (= ``python -m lab_tools.grading grade``).
 
     <folder>/<student>/01_vit_patching.ipynb …   one sub-folder per student, any subset of the
                                                  notebooks, as downloaded from Colab
@@ -12,7 +12,7 @@ For every student and every lab notebook that anyone in the class handed in:
    (exercise cells are allowed to raise); any other error does, and is reported with its cell.
    With ``--no-execute`` the status is read from the outputs stored in the notebook.
 2. **autograde**: the student's exercise solutions, with the full tests (hidden ones included),
-   are scored by ``nbgrader autograde`` in a fresh kernel (``lab_utils.grading.course``).
+   are scored by ``nbgrader autograde`` in a fresh kernel (``lab_tools.grading.course``).
 
 The class report goes to ``<out>/`` (default ``outputs/grading/``):
 
@@ -23,10 +23,10 @@ The class report goes to ``<out>/`` (default ``outputs/grading/``):
 * ``figures/<notebook>/<figure>.html``: one contact sheet per figure, every student's version
   side by side, and ``figures/index.html``.
 
-3. **read**: what each student wrote, without running it (``lab_utils.grading.answers``): an
+3. **read**: what each student wrote, without running it (``lab_tools.grading.answers``): an
    exercise whose solution calls the lab function it re-implements scores 0; the written answers
    go to one page per question (``questions/<grade_id>.html``) and ``manual_scores.csv``, which the
-   instructor fills in (``lab_utils.grading.manual``).
+   instructor fills in (``lab_tools.grading.manual``).
 
 Flags say what an instructor should look at, each in one line with its reason: a notebook that
 did not run, a notebook that classmates handed in and this student did not, a solution that
@@ -52,7 +52,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from ..paths import repo_root
+from lab_utils.paths import repo_root
 from . import answers, course, manual
 from .cells import EXERCISES, QUESTIONS, exercises_for
 

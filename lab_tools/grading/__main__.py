@@ -1,5 +1,5 @@
-"""``python -m lab_utils.grading student --repo URL [--out DIR]`` (``make student STUDENT_REPO=URL``) and
-``python -m lab_utils.grading grade SUBMISSIONS [--out DIR]`` (``make grade``)."""
+"""``python -m lab_tools.grading student --repo URL [--out DIR]`` (``make student STUDENT_REPO=URL``) and
+``python -m lab_tools.grading grade SUBMISSIONS [--out DIR]`` (``make grade``)."""
 from __future__ import annotations
 
 import argparse
@@ -7,16 +7,16 @@ import os
 import sys
 from pathlib import Path
 
-from ..paths import repo_root
+from lab_utils.paths import repo_root
 
 
 def student(argv: list[str]) -> int:
     """Write the student release: the lab without the answers, to publish as its own repository
-    (see ``lab_utils.grading.release``)."""
+    (see ``lab_tools.grading.release``)."""
     from .grade import lab_notebooks
     from .release import ReleaseError, release_name, write_release
 
-    parser = argparse.ArgumentParser(prog="python -m lab_utils.grading student",
+    parser = argparse.ArgumentParser(prog="python -m lab_tools.grading student",
                                      description="Write the student release (solutions replaced by stubs, hidden "
                                                  "tests and model answers removed, outputs cleared), a folder to "
                                                  "publish as its own repository.")

@@ -10,9 +10,9 @@ Each **written question** is two markdown cells after an existing cell: the prom
 ``question``) and an answer cell that nbgrader grades by hand (its model answer and rubric stay
 in the instructor's edition; the student edition gets "YOUR ANSWER HERE").
 
-    python -m lab_utils.grading.cells --sync notebooks/*.ipynb    # make the notebooks match this file
-    python -m lab_utils.grading.cells --check notebooks/*.ipynb   # exit 1 if a notebook does not match
-    python -m lab_utils.grading.cells notebooks/*.ipynb           # only insert what is missing
+    python -m lab_tools.grading.cells --sync notebooks/*.ipynb    # make the notebooks match this file
+    python -m lab_tools.grading.cells --check notebooks/*.ipynb   # exit 1 if a notebook does not match
+    python -m lab_tools.grading.cells notebooks/*.ipynb           # only insert what is missing
 
 ``--sync`` makes every notebook's exercise, question and uses cells exactly what this file says
 (replaced where they changed, with their outputs cleared; removed where this file no longer
@@ -59,7 +59,7 @@ class Exercise:
     tests: str
     reference: tuple[str, ...] = ()
     """The lab's own names this exercise re-implements (``"patchify"``, ``"lab_utils.models.vit"``):
-    a solution that uses one of them scores 0 and is flagged (``lab_utils.grading.grade``)."""
+    a solution that uses one of them scores 0 and is flagged (``lab_tools.grading.grade``)."""
     uses: str = ""
     """Optional: a code cell after the tests that uses the student's function in the lesson (so a
     wrong answer shows in their own figures); not graded, and it must run while the function is
@@ -130,7 +130,7 @@ def my_patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     x = x.permute(0, 2, 4, 1, 3, 5)                      # [B, H/p, W/p, C, p, p]
     return x.reshape(B, (H // p) * (W // p), C * p * p)  # [B, N, C·p·p]
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_patchify, check_patchify_rejects
+        tests='''from lab_utils.exercises import check_patchify, check_patchify_rejects
 
 check_patchify(my_patchify)
 check_patchify_rejects(my_patchify)
@@ -184,7 +184,7 @@ def my_self_attention(x: torch.Tensor, attention: nn.MultiheadAttention) -> tupl
     mixed = (probs @ v).transpose(1, 2).reshape(B, N, D)                               # heads side by side
     return attention.out_proj(mixed), probs.mean(dim=1)
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_self_attention
+        tests='''from lab_utils.exercises import check_self_attention
 
 check_self_attention(my_self_attention)
 ### BEGIN HIDDEN TESTS
@@ -227,7 +227,7 @@ def my_infonce_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale
     text_to_image = -(right - torch.logsumexp(logits, dim=0)).mean()     # each column: which image?
     return (image_to_text + text_to_image) / 2
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_contrastive_symmetric, check_infonce, check_infonce_stable
+        tests='''from lab_utils.exercises import check_contrastive_symmetric, check_infonce, check_infonce_stable
 
 check_infonce(my_infonce_loss)
 check_infonce_stable(my_infonce_loss)
@@ -272,7 +272,7 @@ def finite_difference_grad(f, x: torch.Tensor, eps: float = 1e-3) -> torch.Tenso
         grad.view(-1)[i] = (float(f(x + step)) - float(f(x - step))) / (2 * eps)
     return grad
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_finite_difference, check_finite_difference_exact
+        tests='''from lab_utils.exercises import check_finite_difference, check_finite_difference_exact
 
 check_finite_difference(finite_difference_grad)
 ### BEGIN HIDDEN TESTS
@@ -306,7 +306,7 @@ def my_recall_at_k(sim: torch.Tensor, k: int) -> float:
     own = torch.arange(sim.shape[0])[:, None]             # (N, 1): each image's own caption
     return (top == own).any(dim=1).float().mean().item()
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_recall_at_k
+        tests='''from lab_utils.exercises import check_recall_at_k
 
 check_recall_at_k(my_recall_at_k)
 ### BEGIN HIDDEN TESTS
@@ -356,7 +356,7 @@ def standardize(train_embeds: torch.Tensor, embeds: torch.Tensor) -> torch.Tenso
     std = train_embeds.std(dim=0)                     # (d,): sample std, divides by N − 1
     return (embeds - mean) / (std + 1e-6)
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_standardize
+        tests='''from lab_utils.exercises import check_standardize
 
 check_standardize(standardize)
 ### BEGIN HIDDEN TESTS
@@ -412,7 +412,7 @@ def collapse_share(weights: torch.Tensor, level: float = 0.9) -> float:
     ### BEGIN SOLUTION
     return (weights.max(dim=1).values >= level).float().mean().item()
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_attention_fusion, check_collapse_share
+        tests='''from lab_utils.exercises import check_attention_fusion, check_collapse_share
 
 check_attention_fusion(attention_fuse)
 check_collapse_share(collapse_share)
@@ -462,7 +462,7 @@ child it belongs to.""",
         {"name": "head", "params": [p for n, p in trainable if not n.startswith(prefixes)], "lr": learning_rate},
     ]
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_param_groups
+        tests='''from lab_utils.exercises import check_param_groups
 
 check_param_groups(two_lr_groups)
 ### BEGIN HIDDEN TESTS
@@ -516,7 +516,7 @@ def unfreeze_top_layers(model, n: int) -> None:
     model.vit.layernorm.requires_grad_(n > 0)
     model.classifier.requires_grad_(True)
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_blocks_to_open, check_unfreeze_top_layers
+        tests='''from lab_utils.exercises import check_blocks_to_open, check_unfreeze_top_layers
 
 check_blocks_to_open(blocks_to_open)
 check_unfreeze_top_layers(unfreeze_top_layers)
@@ -564,7 +564,7 @@ def leaked_subjects(subjects_by_split: dict) -> set:
     counts = Counter(s for subjects in subjects_by_split.values() for s in set(subjects))
     return {s for s, n in counts.items() if n > 1 and s != -1}
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_leaked_subjects
+        tests='''from lab_utils.exercises import check_leaked_subjects
 
 check_leaked_subjects(leaked_subjects)
 ### BEGIN HIDDEN TESTS
@@ -602,7 +602,7 @@ def six_channel_stem(conv: nn.Conv2d) -> nn.Conv2d:
             new.bias.copy_(conv.bias)
     return new
     ### END SOLUTION''',
-        tests='''from lab_utils.grading.exercises import check_six_channel_stem
+        tests='''from lab_utils.exercises import check_six_channel_stem
 
 check_six_channel_stem(six_channel_stem)
 ### BEGIN HIDDEN TESTS
@@ -908,7 +908,7 @@ def synced_cells(nb: nbformat.NotebookNode, notebook: str) -> list[nbformat.Note
         if item.after not in own_ids:
             raise KeyError(f"{notebook}: {item.grade_id} follows cell {item.after!r}, which is not a cell of the "
                            "notebook (or is itself an exercise, question or uses cell); set its `after` in "
-                           "lab_utils/grading/cells.py to the id of the cell that introduces it")
+                           "lab_tools/grading/cells.py to the id of the cell that introduces it")
         for cell in item_cells(item):
             old = existing.get(cell.id)
             blocks.setdefault(item.after, []).append(old if old is not None and _same(old, cell) else cell)
@@ -965,7 +965,7 @@ def insert_exercises(path: Path) -> list[str]:
             continue
         if item.after not in ids:
             raise KeyError(f"{path.name}: {item.grade_id} follows cell {item.after!r}, which is not in the "
-                           "notebook; set its `after` in lab_utils/grading/cells.py to the id of the cell that "
+                           "notebook; set its `after` in lab_tools/grading/cells.py to the id of the cell that "
                            "introduces it")
         present = [ids.index(c.id) for c in item_cells(item) if c.id in ids]
         if present:                      # some of its cells are there (a uses cell was added): right after them

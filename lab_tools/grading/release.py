@@ -6,9 +6,9 @@
 * ``notebooks/``: nbgrader's student edition (solutions replaced by the stub, hidden tests
   removed, outputs cleared, written answers replaced by "YOUR ANSWER HERE"), whose Colab set-up
   cell and badge point at ``STUDENT_REPO`` — never at the solutions' repository;
-* ``lab_utils/``: the package the notebooks import, without the instructor's grading tools
-  (``lab_utils/grading/`` keeps only ``exercises.py``, the checks the public test cells call:
-  the solutions and hidden tests live in ``cells.py``, which stays behind);
+* ``lab_utils/``: the package the notebooks import, with ``lab_utils.exercises``, the checks
+  the public test cells call (the solutions and hidden tests live in ``lab_tools/grading/cells.py``,
+  and ``lab_tools`` is not part of the release);
 * ``configs/``, ``data/README.md``, ``checkpoints/README.md``, ``requirements.txt``,
   ``environment.yml`` (without the instructor requirements), ``pyproject.toml``, a student
   ``README.md`` and a ``.gitignore``.
@@ -36,8 +36,6 @@ _GITHUB = re.compile(r"^(?:https://github\.com/|git@github\.com:)([\w.\-]+)/([\w
 
 COPIED = ("configs", "data/README.md", "checkpoints/README.md", "requirements.txt", "pyproject.toml")
 """What the release copies from the lab as it is (``lab_utils`` and ``environment.yml`` are filtered)."""
-GRADING_KEPT = ("__init__.py", "exercises.py")
-"""The only files of ``lab_utils/grading/`` a student gets: the checks their public tests call."""
 
 
 class ReleaseError(ValueError):
@@ -186,10 +184,6 @@ def write_release(notebooks: list[Path], out: Path, url: str, lab_root: Path) ->
             shutil.copy(source, out / name)
     shutil.copytree(lab_root / "lab_utils", out / "lab_utils",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
-    grading = out / "lab_utils" / "grading"
-    for path in grading.iterdir():
-        if path.name not in GRADING_KEPT:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
     env = (lab_root / "environment.yml").read_text()
     (out / "environment.yml").write_text("".join(line for line in env.splitlines(keepends=True)
                                                  if "requirements-instructor" not in line))
@@ -201,7 +195,7 @@ def write_release(notebooks: list[Path], out: Path, url: str, lab_root: Path) ->
         shutil.rmtree(out)
         raise ReleaseError("the student release would contain answers, so it was not written:\n  "
                            + "\n  ".join(found[:20]) + "\nMove them into a solution region "
-                           "(### BEGIN SOLUTION … ### END SOLUTION) or a hidden test of lab_utils/grading/cells.py.")
+                           "(### BEGIN SOLUTION … ### END SOLUTION) or a hidden test of lab_tools/grading/cells.py.")
     return out
 
 

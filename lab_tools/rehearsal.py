@@ -1,15 +1,15 @@
 """The full-profile rehearsal: every notebook, as a Colab student runs it, offline on any machine.
 
-    python -m lab_utils.rehearsal                      # both scenarios, report in outputs/rehearsal/
-    python -m lab_utils.rehearsal --scenario data      # only "every data set present"
-    python -m lab_utils.rehearsal --prepare /tmp/r     # build the world, print the env, run nothing
+    python -m lab_tools.rehearsal                      # both scenarios, report in outputs/rehearsal/
+    python -m lab_tools.rehearsal --scenario data      # only "every data set present"
+    python -m lab_tools.rehearsal --prepare /tmp/r     # build the world, print the env, run nothing
     make rehearsal                                     # what CI runs after `make test`
 
 The full profile downloads pretrained weights and reads real data sets. Neither can be
 reached here, so the rehearsal builds a stand-in for each, in the formats the real ones have,
 and lets the lab's own loading code find them where it always looks:
 
-The stand-in caches are built by ``lab_utils.standins``:
+The stand-in caches are built by ``lab_tools.standins``:
 
 * **a stand-in Hugging Face cache** (``HF_HUB_CACHE``): small random-init models of the
   same architectures, saved under the exact hub ids the configs name
@@ -75,7 +75,7 @@ SHRINK: dict[str, dict[str, Any]] = {
 
 # ----------------------------------------------------------------------------- real-format data
 def _faces(n: int, size: int, seed: int, thermal: bool = False):
-    from .data.synthetic import SynthFER
+    from lab_utils.data.synthetic import SynthFER
 
     return SynthFER(n, image_size=size, seed=seed, thermal_channels=1 if thermal else 3).tensors()
 
@@ -95,7 +95,7 @@ def write_fer2013(root: Path, per_split: Mapping[str, int] | None = None, seed: 
     import numpy as np
     from PIL import Image
 
-    from .data.synthetic import EMOTIONS
+    from lab_utils.data.synthetic import EMOTIONS
 
     per_split = dict(per_split or {"Training": 140, "PublicTest": 70, "PrivateTest": 70})
     n = sum(per_split.values())
@@ -123,7 +123,7 @@ def write_paired_rgbt(root: Path, subjects: int = 10, seed: int = 8) -> Path:
     import numpy as np
     from PIL import Image
 
-    from .data.synthetic import EMOTIONS, ITEMS_PER_SUBJECT, thermal_to_celsius
+    from lab_utils.data.synthetic import EMOTIONS, ITEMS_PER_SUBJECT, thermal_to_celsius
 
     faces = _faces(subjects * ITEMS_PER_SUBJECT, 96, seed, thermal=True)
     rgb = _uint8(faces["rgb"])
@@ -147,7 +147,7 @@ def write_captions(root: Path, flickr_images: int = 120, coco_images: int = 40, 
       and ``root/coco/val2017/<12-digit id>.jpg``."""
     from PIL import Image
 
-    from .data.captions import SynthFaceCaptions
+    from lab_utils.data.captions import SynthFaceCaptions
 
     n = flickr_images + coco_images
     data = SynthFaceCaptions(n, image_size=128, seed=seed, captions_per_image=5)
@@ -188,7 +188,7 @@ def write_real_data(data_dir: str | os.PathLike) -> dict[str, Any]:
 def check_loaders(data_dir: str | os.PathLike) -> list[str]:
     """Load every written data set with the lab's public loaders (also the formats no
     notebook reads by default: FER2013's folder release, COCO JSON); returns one line each."""
-    from .data import load_captions, load_fer2013, load_paired_rgbt
+    from lab_utils.data import load_captions, load_fer2013, load_paired_rgbt
 
     root = Path(data_dir)
     lines = []
@@ -241,7 +241,7 @@ def set_config_value(path: str | os.PathLike, dotted: str, value: Any) -> None:
 
 def shrink_configs(configs_dir: str | os.PathLike, edits: Mapping[str, Mapping[str, Any]] = SHRINK) -> None:
     """Apply :data:`SHRINK` to ``configs_dir`` and check that every edited file still loads."""
-    from .config import load_config
+    from lab_utils.config import load_config
 
     for name, values in edits.items():
         for dotted, value in values.items():
@@ -309,7 +309,7 @@ def run_scenario(workdir: Path, scenario: str, notebooks: list[str] | None = Non
     names = notebooks or sorted(p.name for p in (clone / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     paths = [str(clone / "notebooks" / n) for n in names]
     summary = clone / "outputs" / "summary.json"
-    cmd = [sys.executable, "-m", "lab_utils.run_notebooks", *paths, "--timeout", str(timeout)]
+    cmd = [sys.executable, "-m", "lab_tools.run_notebooks", *paths, "--timeout", str(timeout)]
     subprocess.run(cmd, cwd=clone, env={**os.environ, **env}, check=False)
     rows = json.loads(summary.read_text()) if summary.exists() else []
     for row in rows:

@@ -1,7 +1,7 @@
 """Execute the lab's notebooks top to bottom and summarise them (``make lab``).
 
-    python -m lab_utils.run_notebooks notebooks/*.ipynb            # copies → outputs/<nb>/
-    python -m lab_utils.run_notebooks notebooks/*.ipynb --inplace  # refresh stored outputs
+    python -m lab_tools.run_notebooks notebooks/*.ipynb            # copies → outputs/<nb>/
+    python -m lab_tools.run_notebooks notebooks/*.ipynb --inplace  # refresh stored outputs
 
 Each notebook runs in a fresh kernel from the ``notebooks/`` folder, in the quick profile
 unless ``LAB_PROFILE`` says otherwise, offline. A failing notebook is reported with its
@@ -25,8 +25,8 @@ from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-from .check import OUTCOME_RECORD
-from .paths import outputs_dir, repo_root
+from lab_utils.check import OUTCOME_RECORD
+from lab_utils.paths import outputs_dir, repo_root
 
 
 def _headline(metrics: dict, limit: int = 4) -> str:

@@ -1,1 +1,0 @@
-"""Student edition and class grading (nbgrader): exercises, their checks, and the class report."""
