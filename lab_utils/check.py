@@ -39,7 +39,7 @@ from typing import Sequence
 
 import torch
 
-from .paths import outputs_dir
+from .paths import current_notebook, outputs_dir
 
 OUTCOME_MODES = ("warn", "strict")
 OUTCOME_RECORD = "outcome_checks.json"
@@ -56,7 +56,7 @@ def outcome_mode() -> str:
 
 
 def _record_path():
-    return outputs_dir(os.environ.get("LAB_NOTEBOOK") or None) / OUTCOME_RECORD
+    return outputs_dir(current_notebook()) / OUTCOME_RECORD
 
 
 def reset_outcome_record() -> None:

@@ -169,7 +169,7 @@ def setup_notebook(name: str, seed: int = 0, threads: int | None = None) -> Lab:
     override = _thread_override()
     if profile == "quick" or override:
         torch.set_num_threads(override or threads or QUICK_THREADS)
-    os.environ["LAB_NOTEBOOK"] = name  # where lab_utils.viz.save_figure writes
+    paths.set_notebook(name)
     reset_outcome_record()
     seed_everything(seed)
     device = get_device(profile)

@@ -10,6 +10,19 @@ import os
 from pathlib import Path
 
 _MARKERS = ("pyproject.toml", "notebooks")
+_notebook: str | None = None    # the notebook being run: set once, by setup_notebook
+
+
+def set_notebook(name: str | None) -> None:
+    """Name the notebook this process runs (``setup_notebook`` does): its figures and its
+    outcome record go to ``outputs/<name>/``. ``None``: no notebook (tests, scripts)."""
+    global _notebook
+    _notebook = name
+
+
+def current_notebook() -> str | None:
+    """The notebook ``set_notebook`` named, or ``None``."""
+    return _notebook
 
 
 def repo_root() -> Path:

@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from lab_utils import paths
+
 torch.set_num_threads(2)
 
 
@@ -9,4 +11,4 @@ torch.set_num_threads(2)
 def _isolated_outputs(tmp_path, monkeypatch):
     """Unit tests write figures/checkpoints into a temp root, never into the repo."""
     monkeypatch.setenv("LAB_ROOT", str(tmp_path))
-    monkeypatch.setenv("LAB_NOTEBOOK", "test")
+    monkeypatch.setattr(paths, "_notebook", "test")

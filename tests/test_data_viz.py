@@ -10,7 +10,7 @@ from lab_utils.data import EMOTIONS, SynthFER, subject_split  # noqa: E402
 
 def test_sample_grid_and_balance(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_ROOT", str(tmp_path))
-    monkeypatch.setenv("LAB_NOTEBOOK", "test_data_viz")
+    monkeypatch.setattr("lab_utils.paths._notebook", "test_data_viz")
     from lab_utils.viz import plot_class_balance, plot_sample_grid
     ds = SynthFER(140, 32, seed=0)
     fig = plot_sample_grid(ds, per_class=1)

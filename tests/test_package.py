@@ -72,3 +72,19 @@ def test_lab_utils_has_no_import_cycles():
     assert not cycles, f"modules on an import cycle: {cycles}"
     assert graph["lab_utils.config_schemas"] <= {"lab_utils.models.clip_names"}     # leaves
     assert graph["lab_utils.models.clip_names"] <= {"lab_utils.paths"}
+
+
+def test_lab_utils_never_imports_the_tools():
+    """What a notebook imports installs without the instructors' tools: no module of
+    lab_utils imports lab_tools or nbgrader (nor nbclient, the notebook runner's), even lazily."""
+    import ast
+    from pathlib import Path
+
+    tools = {"lab_tools", "nbgrader", "nbclient"}
+    found = []
+    for path in (Path(__file__).resolve().parents[1] / "lab_utils").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in tools]
+    assert not found, found

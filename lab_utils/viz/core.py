@@ -7,7 +7,6 @@ and leaves the display to the notebook (a figure left open is shown at the cell'
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -16,13 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..paths import outputs_dir
+from ..paths import current_notebook, outputs_dir
 
 
 def save_figure(fig: plt.Figure, name: str, notebook: str | None = None, dpi: int = 110) -> Path:
     """Save ``fig`` to ``outputs/<notebook>/<name>.png`` (stable names let an instructor
     compare students' figures); the notebook defaults to the one being run."""
-    notebook = notebook or os.environ.get("LAB_NOTEBOOK", "misc")
+    notebook = notebook or current_notebook() or "misc"
     path = outputs_dir(notebook) / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
