@@ -17,6 +17,7 @@ import difflib
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -127,6 +128,14 @@ class Lab:
         current.update({k: _jsonable(v) for k, v in metrics.items()})
         path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
         return path
+
+
+def metric_key(*words: Any) -> str:
+    """One ``metrics.json`` key from a few words: lower case, spaces become ``_``, anything
+    else that is not a letter, digit or ``_`` is dropped (``metric_key("f1", "rgb only, 2
+    encoders")`` → ``"f1_rgb_only_2_encoders"``). Every notebook spells its keys this way, so
+    ``make lab``'s summary and ``benchmarks/robustness.py`` read one convention."""
+    return re.sub(r"[^a-z0-9_]", "", "_".join(str(w) for w in words).lower().replace(" ", "_"))
 
 
 def _jsonable(value: Any) -> Any:

@@ -226,3 +226,13 @@ def test_lab_threads_overrides_the_pinned_thread_count(monkeypatch, capsys):
                 setup_notebook("test")
     finally:
         torch.set_num_threads(before)
+
+
+def test_metric_key_spells_one_convention():
+    from lab_utils.config import metric_key
+
+    assert metric_key("f1", "rgb only, 2 encoders") == "f1_rgb_only_2_encoders"
+    assert metric_key("f1", "plain, twice the epochs") == "f1_plain_twice_the_epochs"
+    assert metric_key("early add", "points lost", "RGB hidden") == "early_add_points_lost_rgb_hidden"
+    assert metric_key("neighbours", "expression", "CLIP") == "neighbours_expression_clip"
+    assert metric_key("f1", "ViT") == "f1_vit"
