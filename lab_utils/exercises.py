@@ -664,7 +664,7 @@ def check_attention_fusion(attention_fuse: Callable[..., tuple], batch: int = 3,
     ``(fused (B, h), weights (B, 2))`` as ``HybridViTCLIP``'s attention fusion computes them:
     tokens = stack([vit_cls, clip_proj(clip_feat)], dim=1), self-attention over the two tokens,
     fused = mean of the two output tokens; weights = the head-averaged attention matrix
-    ``(B, 2, 2)`` averaged over the two query tokens (``branch_attention``): column 0 the ViT, 1 CLIP."""
+    ``(B, 2, 2)`` averaged over the two query tokens (``branch_weights``): column 0 the ViT, 1 CLIP."""
     proj, attn = _fusion_modules(vit_dim, clip_dim, heads, seed)
     g = _generator(seed)
     vit, clip = torch.randn(batch, vit_dim, generator=g), torch.randn(batch, clip_dim, generator=g)

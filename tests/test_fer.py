@@ -148,7 +148,7 @@ def test_late_fusion_shapes_and_weights(vit_dir, fusion_type, fusion_layer):
     if fusion_layer == "feature" and fusion_type == "concat":
         assert model.classifier[2].in_features == 2 * H
     else:
-        w = model.modality_weights()
+        w = model.branch_weights()
         assert w.shape == (5, 2)
         assert torch.allclose(w.sum(1), torch.ones(5), atol=1e-6)
         assert (w >= 0).all()
@@ -498,11 +498,11 @@ def test_modality_attention_matches_a_hand_computation_and_starts_as_concat():
             parts.append(2 * s.softmax(1)[:, m:m + 1] * tokens[:, m, sl])
         expected.append(torch.cat(parts, 1))
     assert torch.allclose(out, torch.cat(expected, 1), atol=1e-6)
-    assert torch.allclose(att.last_weights.sum(1), torch.ones(3))
+    assert torch.allclose(att.last_attention.sum(1), torch.ones(3))
     # a zero query gives every modality weight 1/2: the output is exactly [f_rgb ; f_thermal]
     with torch.no_grad():
         att.query.zero_()
-    assert torch.allclose(att(tokens), tokens.flatten(1)) and torch.allclose(att.last_weights, torch.full((3, 2), 0.5))
+    assert torch.allclose(att(tokens), tokens.flatten(1)) and torch.allclose(att.last_attention, torch.full((3, 2), 0.5))
 
 
 def test_late_attention_fusion_head_sees_both_modalities_in_their_own_slots(vit_dir):

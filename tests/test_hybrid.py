@@ -246,11 +246,11 @@ def test_attention_weights_match_a_hand_computation():
     k = k.view(3, 2, heads, d).transpose(1, 2)
     ref = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1).mean(dim=1)
     torch.testing.assert_close(weights, ref, atol=1e-5, rtol=1e-4)
-    per_branch = model.branch_attention()
+    per_branch = model.branch_weights()
     assert per_branch.shape == (3, 2)
     torch.testing.assert_close(per_branch.sum(-1), torch.ones(3))
     with pytest.raises(RuntimeError, match="fusion='attention'"):
-        tiny_hybrid("concat").branch_attention()
+        tiny_hybrid("concat").branch_weights()
 
 
 def test_clip_branch_is_frozen_and_counted_as_frozen():

@@ -365,7 +365,7 @@ check_standardize(standardize, constant_feature=True, seed=32)
 ### END HIDDEN TESTS'''),
     Exercise(
         "ex03_attention_fusion", "03_hybrid_vit_clip", after="d5d2c0bd", points=2,
-        reference=("pinned_share", "branch_attention", "HybridViTCLIP"),
+        reference=("pinned_share", "branch_weights", "HybridViTCLIP"),
         task="""### ✎ Exercise 2 · The attention fusion and its collapse detector
 
 Write the fusion of section 5 and the detector this section used.
@@ -391,7 +391,7 @@ weight. A share near 1 means the fusion has collapsed.
 
 Graded: `fused` and `weights` against the hybrid model's fusion, and `collapse_share` against
 `lab_utils.metrics.pinned_share` (other levels, three inputs, a weight exactly at the level).
-Not allowed (scores 0): `pinned_share`, `branch_attention`, the `HybridViTCLIP` model itself.
+Not allowed (scores 0): `pinned_share`, `branch_weights`, the `HybridViTCLIP` model itself.
 
 *Hint:* `attention(q, k, v, need_weights=True, average_attn_weights=True)` returns the outputs
 and the head-averaged weights `(B, 2, 2)`. A query's row sums to 1 — which axis do you average to

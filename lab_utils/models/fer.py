@@ -358,8 +358,8 @@ class ModalityAttention(nn.Module):
     encoder gets only its weight's share of the gradient; on the lab's data it trailed even the
     single modalities (``benchmarks/README.md``).
 
-    ``last_weights`` (B, M): the weights of the last forward pass averaged over the heads;
-    each row sums to 1.
+    ``last_attention`` (B, M): the attention weights of the last forward pass, averaged over
+    the heads; each row sums to 1.
     """
 
     def __init__(self, hidden_size: int, num_heads: int = 4, num_modalities: int = 2):
@@ -372,14 +372,14 @@ class ModalityAttention(nn.Module):
         self.modality_embed = nn.Parameter(torch.zeros(1, num_modalities, hidden_size))   # which token is which
         nn.init.trunc_normal_(self.query, std=0.02)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
-        self.last_weights: torch.Tensor | None = None
+        self.last_attention: torch.Tensor | None = None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         B, M, h = tokens.shape
         keys = self.key(tokens + self.modality_embed[:, :M]).view(B, M, self.num_heads, self.head_dim)
         scores = torch.einsum("bmkd,kd->bkm", keys, self.query) / self.head_dim ** 0.5   # (B, heads, M)
         weights = scores.softmax(dim=-1)                                                 # (B, heads, M)
-        self.last_weights = weights.mean(dim=1).detach()                                 # (B, M)
+        self.last_attention = weights.mean(dim=1).detach()                               # (B, M)
         scale = (M * weights).transpose(1, 2).repeat_interleave(self.head_dim, dim=2)   # (B, M, h)
         return (tokens * scale).flatten(1)                                               # (B, M·h)
 
@@ -395,7 +395,7 @@ class LateFusionViT(_FERBase):
     * ``fusion_layer="prediction"``: one head per encoder; ``concat`` averages the two
       logit vectors, ``attention`` mixes them with learned weights ``softmax(w)`` (2,).
 
-    ``modality_weights()`` → (B, 2) weights [RGB, thermal] of the last forward pass
+    ``branch_weights()`` → (B, 2) weights [RGB, thermal] of the last forward pass
     (attention fusion), each row summing to 1.
 
     ``aux_weight=λ > 0`` (feature fusion) adds one linear classifier per encoder,
@@ -476,7 +476,7 @@ class LateFusionViT(_FERBase):
             if self.fusion_type == "concat":
                 return self.classifier(torch.cat([f_rgb, f_th], dim=-1))           # (B, 2h) → (B, C)
             fused = self.fusion(torch.stack([f_rgb, f_th], dim=1))                  # (B, 2, h) → (B, 2h)
-            self._last_weights = self.fusion.last_weights
+            self._last_weights = self.fusion.last_attention
             return self.classifier(fused)
         logits = torch.stack([self.rgb_head(f_rgb), self.thermal_head(f_th)], dim=1)  # (B, 2, C)
         if self.fusion_type == "concat":
@@ -486,8 +486,9 @@ class LateFusionViT(_FERBase):
         self._last_weights = w.detach().expand(logits.shape[0], 2)
         return (w[None, :, None] * logits).sum(dim=1)
 
-    def modality_weights(self) -> torch.Tensor:
-        """(B, 2) weights [RGB, thermal] of the last forward pass; rows sum to 1."""
+    def branch_weights(self) -> torch.Tensor:
+        """(B, 2) weights [RGB, thermal] of the last forward pass; rows sum to 1 (the same
+        idea as ``HybridViTCLIP.branch_weights``: how much each branch counted)."""
         if self._last_weights is None:
             raise RuntimeError("run a forward pass first (and use fusion_type='attention' or "
                                "fusion_layer='prediction' to have weights)")

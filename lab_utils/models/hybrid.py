@@ -505,12 +505,12 @@ class HybridViTCLIP(nn.Module):
         self.clip_scale.copy_(1.0 / (emb.std(0) + 1e-6))
         return self
 
-    def branch_attention(self) -> torch.Tensor:
+    def branch_weights(self) -> torch.Tensor:
         """Attention fusion only: after a forward pass, ``(B, 2)`` = how much attention
         (averaged over heads and over the two query tokens) goes to the ViT token
         (column 0) and to the CLIP token (column 1); each row sums to 1."""
         if self.fusion != "attention" or self.last_attention is None:
-            raise RuntimeError("branch_attention() needs fusion='attention' and a forward pass first.")
+            raise RuntimeError("branch_weights() needs fusion='attention' and a forward pass first.")
         return self.last_attention.mean(dim=1)
 
     # ---------------------------------------------------------------- summaries
