@@ -10,7 +10,7 @@ import torch
 from transformers import ViTModel
 
 from lab_utils.data import SynthFER
-from lab_utils.data.synthetic import _RGB_KEYS
+from lab_utils.data.synthetic import RGB_ACTION_KEYS
 from lab_utils.models.fer import ViTForFER
 from lab_utils.models.pretrained import quick_vit_config
 from lab_utils.recipes.fer import (STANDIN_CLASSES, STANDIN_INFO, STANDIN_TASK, fer_step, standin_backbone,
@@ -28,7 +28,7 @@ def test_standin_labels_are_eye_openness_not_expressions():
     faces = SynthFER(FACES, 32, seed=7)
     attrs = faces.attributes()
     labels = standin_labels(attrs)
-    eye_open = attrs["rgb_params"][:, _RGB_KEYS.index("eye_open")]
+    eye_open = attrs["rgb_params"][:, RGB_ACTION_KEYS.index("eye_open")]
     assert STANDIN_TASK == "eye_openness" and STANDIN_CLASSES == ("narrow", "relaxed", "wide")
     assert labels.dtype == torch.long and labels.shape == (FACES,)
     assert torch.equal(labels, torch.as_tensor((eye_open >= 0.8).astype(int) + (eye_open >= 1.25).astype(int)))

@@ -43,8 +43,9 @@ ITEMS_PER_SUBJECT = 14
 # --------------------------------------------------------------------------------------
 # Design table. Units: face-local coordinates (the face is about 2 units wide, y down).
 # --------------------------------------------------------------------------------------
-_RGB_KEYS = ("brow_raise", "brow_tilt", "brow_arch", "brow_gap", "eye_open",
-             "mouth_curve", "mouth_open", "mouth_width", "nose_wrinkle", "lip_raise")
+RGB_ACTION_KEYS = ("brow_raise", "brow_tilt", "brow_arch", "brow_gap", "eye_open",
+                   "mouth_curve", "mouth_open", "mouth_width", "nose_wrinkle", "lip_raise")
+"""The face actions, in the order of each face's ``rgb_params`` columns (``sample_attributes``)."""
 
 RGB_ACTIONS: dict[str, dict[str, float]] = {
     # brow_raise: up (+) / down (-); brow_tilt: inner ends up (+, sad/fear) or down (-, anger);
@@ -82,7 +83,7 @@ THERMAL_CUES: dict[str, dict[str, float]] = {
 }
 """Regional temperature change (°C) per class, added to each subject's baseline."""
 
-_RGB_TABLE = np.array([[RGB_ACTIONS[e][k] for k in _RGB_KEYS] for e in EMOTIONS], np.float32)
+_RGB_TABLE = np.array([[RGB_ACTIONS[e][k] for k in RGB_ACTION_KEYS] for e in EMOTIONS], np.float32)
 _THERMAL_TABLE = np.array([[THERMAL_CUES[e][k] for k in _THERMAL_KEYS] for e in EMOTIONS], np.float32)
 _NEUTRAL_RGB = _RGB_TABLE[EMOTIONS.index("neutral")]
 
@@ -134,7 +135,7 @@ def sample_attributes(indices: Sequence[int] | np.ndarray, seed: int = 0) -> dic
                              r.uniform(0.30, 0.38),  # eye spacing
                              r.uniform(33.6, 35.4),  # baseline skin temperature, °C
                              r.normal(0.0, 0.2, 4).astype(np.float32),  # own regional physiology
-                             r.normal(0.0, 0.012, len(_RGB_KEYS)).astype(np.float32),  # own resting face
+                             r.normal(0.0, 0.012, len(RGB_ACTION_KEYS)).astype(np.float32),  # own resting face
                              r.random() < 0.3)  # wears glasses often
         (order, skin, hair, fw, fh, ex, tb, phys, rest, glasses_often) = subj_cache[s]
         r = _rng(seed, s, 2, i)
@@ -198,7 +199,7 @@ class _Frame:
         self.y = (-self.sin * du + self.cos * dv) / self.sc
         self.px = (2.0 / S) / self.sc  # one pixel in local units, (B,1,1)
         self.fw, self.fh, self.ex = self.col("face_w"), self.col("face_h"), self.col("eye_x")
-        self.P = {k: attrs["rgb_params"][:, j].astype(np.float32)[:, None, None] for j, k in enumerate(_RGB_KEYS)}
+        self.P = {k: attrs["rgb_params"][:, j].astype(np.float32)[:, None, None] for j, k in enumerate(RGB_ACTION_KEYS)}
 
     def col(self, key: str) -> np.ndarray:
         """A per-item attribute as a (B, 1, 1) float32 column."""

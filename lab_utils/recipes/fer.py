@@ -248,9 +248,9 @@ def standin_labels(attributes: Mapping[str, Any]) -> torch.Tensor:
     the expression, its intensity, the person's resting face and noise all move it). Nothing
     else of the face enters: the brows, the mouth and the expression names are never seen."""
     import numpy as np
-    from ..data.synthetic import _RGB_KEYS
+    from ..data.synthetic import RGB_ACTION_KEYS
 
-    eye_open = np.asarray(attributes["rgb_params"])[:, _RGB_KEYS.index("eye_open")]
+    eye_open = np.asarray(attributes["rgb_params"])[:, RGB_ACTION_KEYS.index("eye_open")]
     return torch.as_tensor(np.digitize(eye_open, [0.8, 1.25]), dtype=torch.long)
 
 
