@@ -11,7 +11,8 @@ from torch import nn
 
 from lab_utils.config import ConfigError, load_config
 from lab_utils.models.clip_names import CLIP_SHORT_NAMES, resolve_clip_name
-from lab_utils.models.hybrid import FrozenCLIPBranch, HybridViTCLIP, hybrid_step, load_clip_branch
+from lab_utils.models.hybrid import FrozenCLIPBranch, HybridViTCLIP, load_clip_branch
+from lab_utils.recipes.hybrid import hybrid_step
 from lab_utils.models.pretrained import count_parameters, quick_vit_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -523,7 +524,7 @@ def test_clip_checkpoint_of_another_architecture_is_refused_and_kept(tmp_path):
 
 
 def test_cached_dataset_flips_both_branches_together():
-    from lab_utils.models.hybrid import CachedHybridDataset
+    from lab_utils.data.hybrid_data import CachedHybridDataset
 
     pv = torch.arange(2 * 3 * 2 * 2, dtype=torch.uint8).view(2, 3, 2, 2)   # stored bytes
     emb, emb_flip = torch.zeros(2, 4), torch.ones(2, 4)

@@ -5,6 +5,7 @@ RGB + thermal), :class:`SynthFaceCaptions`, the generator (:func:`generate_faces
 design tables. Splits (``splits.py``): :func:`subject_split`, leakage checks. Transforms
 (``transforms.py``): :func:`get_transforms`, :func:`get_paired_transforms`, the paired flip.
 Loaders (``loaders.py``): :func:`load_fer2013`, :func:`load_paired_rgbt`, :func:`load_captions`.
+Per notebook: ``clip_data.py`` (02), ``hybrid_data.py`` (03), ``fer_data.py`` (04-05).
 See ``data/README.md`` for formats and where to put real data.
 """
 from .synthetic import (EMOTIONS, HAIR_COLORS, ITEMS_PER_SUBJECT, MAX_RENDER_SIZE, NUM_CLASSES,  # noqa: F401

@@ -29,7 +29,7 @@ default and both used only in training:
   (replaced by 0, the training mean once ``standardize_clip`` has run): for those images the
   classifier has only the ViT to go on;
 * ``aux_weight=λ`` — an auxiliary linear classifier on the ViT feature alone
-  (``aux_head``); ``hybrid_step`` adds ``λ ·`` its cross-entropy to the loss, so the ViT
+  (``aux_head``); ``recipes.hybrid.hybrid_step`` adds ``λ ·`` its cross-entropy to the loss, so the ViT
   must become useful on its own.
 
 For comparisons the same class also builds the two single-branch baselines
@@ -527,60 +527,3 @@ class HybridViTCLIP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"fusion={self.fusion!r}, vit_dim={self.vit_dim}, clip_dim={self.clip_dim}, classes={self.num_classes}"
-
-
-def hybrid_step(label_key: str = "label"):
-    """A ``step_fn`` for ``lab_utils.training.fit``: dict batches with ``label`` and the
-    inputs: ``image`` (stored images, preprocessed here for the ViT branch, on the batch's
-    device) or ``pixel_values_vit``; ``clip_embeds`` (cached) or ``pixel_values_clip``.
-    Cross-entropy loss; in training, plus ``model.aux_weight`` × the auxiliary ViT-only
-    classifier's cross-entropy when the model has one."""
-    def step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        pixel_values_vit = batch.get("pixel_values_vit")
-        if "image" in batch and getattr(model, "vit", None) is not None:
-            pixel_values_vit = model.preprocess_vit(batch["image"])                    # (B, 3, S, S)
-        f = model.features(pixel_values_vit, batch.get("pixel_values_clip"), clip_embeds=batch.get("clip_embeds"))
-        logits = model.classifier(f["fused"])                                          # (B, C)
-        labels = batch[label_key]
-        loss = F.cross_entropy(logits.float(), labels)
-        if model.training and getattr(model, "aux_head", None) is not None:
-            loss = loss + model.aux_weight * F.cross_entropy(model.aux_head(f["vit"]).float(), labels)
-        return {"loss": loss, "logits": logits.detach(), "labels": labels}
-    return step
-
-
-class CachedHybridDataset(torch.utils.data.Dataset):
-    """Training items for ``HybridViTCLIP`` with the frozen CLIP branch already applied.
-
-    Args:
-        images: ``(N, 3, h, w)`` the images as stored (bytes or [0, 1] floats, any size):
-            ``hybrid_step`` preprocesses each batch for the ViT branch on the device.
-        clip_embeds: ``(N, D)`` CLIP embeddings of the same images (``encode_clip``).
-        labels: ``(N,)`` class indices.
-        clip_embeds_flipped: ``(N, D)`` CLIP embeddings of the mirrored images; with
-            ``flip=True`` each item is mirrored with probability 1/2 — the image flipped on
-            the fly and the matching cached CLIP embedding picked — so the augmentation
-            stays consistent across the two branches.
-
-    Items: ``{"image", "clip_embeds", "label"}`` (for ``hybrid_step``).
-    """
-
-    def __init__(self, images: torch.Tensor, clip_embeds: torch.Tensor, labels: torch.Tensor,
-                 clip_embeds_flipped: torch.Tensor | None = None, flip: bool = False):
-        n = len(labels)
-        for name, t in (("images", images), ("clip_embeds", clip_embeds),
-                        ("clip_embeds_flipped", clip_embeds_flipped)):
-            if t is not None and len(t) != n:
-                raise ValueError(f"{name} has {len(t)} rows for {n} labels")
-        if flip and clip_embeds_flipped is None:
-            raise ValueError("flip=True needs clip_embeds_flipped (the embeddings of the mirrored images)")
-        self.images, self.emb, self.emb_flip = images, clip_embeds, clip_embeds_flipped
-        self.labels, self.flip = torch.as_tensor(labels), flip
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        flip = self.flip and torch.rand(()) < 0.5
-        return {"image": self.images[i].flip(-1) if flip else self.images[i],
-                "clip_embeds": self.emb_flip[i] if flip else self.emb[i], "label": self.labels[i]}
