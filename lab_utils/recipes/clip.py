@@ -40,7 +40,7 @@ from ..models.clip import (_MINILM_ALIASES, CLIP, IMAGE_BACKBONES, IMAGE_ENCODER
 from ..models.pretrained import DEFAULT_VIT
 from ..paths import checkpoints_dir, configs_dir, rel
 from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from ..training import contrastive_loss, fit
+from ..training import Stopping, contrastive_loss, fit
 
 __all__ = [
     "RECIPES", "clip_settings", "describe_recipe", "clip_model_from_config", "CLIPStep", "train_clip",
@@ -168,7 +168,7 @@ def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int 
         return row
 
     history = fit(model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-                  step_fn=step, eval_fn=eval_fn, metric="none", seed=seed, progress=progress,
+                  step_fn=step, eval_fn=eval_fn, stopping=Stopping(metric="none"), seed=seed, progress=progress,
                   verbose=verbose)
     return history, step.trace()
 
