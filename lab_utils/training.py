@@ -8,8 +8,8 @@
   options come in three groups: ``Stopping`` (metric, patience, best weights), ``Steps``
   (accumulation, clipping, AMP, when the scheduler steps), ``Checkpoints`` (where, resume).
 * ``contrastive_loss`` — CLIP's symmetric InfoNCE (notebook 02).
-* ``get_optimizer_and_scheduler`` — AdamW with a backbone group at ``backbone_lr_scale``
-  (0.1) × the head's learning rate and a cosine schedule with warm-up (notebook 04).
+* ``adamw`` — the one optimizer policy (which weights decay, the learning rate of each group,
+  and why); ``get_optimizer_and_scheduler`` adds a cosine schedule with warm-up (notebooks 02-05).
 """
 from __future__ import annotations
 
@@ -391,22 +391,6 @@ class BestWeights:
             load_checkpoint(saved, self.model)
 
 
-def _fused_on_cuda(params: Iterable[torch.Tensor]) -> dict[str, bool]:
-    """``{"fused": True}`` when every parameter lives on a CUDA GPU: AdamW then updates all of
-    them in a few fused kernels instead of a loop of small ones. Nothing on the CPU, where a
-    fused update would round differently from the one the stored outputs were made with."""
-    params = list(params)
-    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
-
-
-def _default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("fit: the model has no trainable parameters (all requires_grad=False). "
-                         "Unfreeze something before training.")
-    return torch.optim.AdamW(params, lr=lr, **_fused_on_cuda(params))
-
-
 def _print_epoch(epoch: int, epochs: int, row: Mapping[str, Any], improved: bool) -> None:
     """``epoch   3/10 · train_loss 0.512 · val_loss 0.498 · … · best``: the row's float columns."""
     shown = " · ".join(f"{k} {v:.4g}" for k, v in row.items()
@@ -446,8 +430,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     value and epoch), print (``verbose``), and write ``checkpoints`` (``Checkpointer``).
 
     ``step_fn(model, batch) -> {"loss", ["logits", "labels"]}`` defaults to
-    ``classification_step()``; without ``optimizer``, AdamW over the trainable parameters at
-    ``lr``; ``scheduler`` steps as ``steps.scheduler_per`` says. ``stopping``, ``steps`` and
+    ``classification_step()``; without ``optimizer``, ``adamw(model, lr)`` (one group, weight
+    decay 0.01); ``scheduler`` steps as ``steps.scheduler_per`` says. ``stopping``, ``steps`` and
     ``checkpoints`` group the other options (see their classes).
 
     Returns:
@@ -457,7 +441,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     step_fn = step_fn or classification_step()
     device = torch.device(device) if device else next(model.parameters()).device
     model.to(device)
-    optimizer = optimizer if optimizer is not None else _default_optimizer(model, lr)
+    optimizer = optimizer if optimizer is not None else adamw(model, lr)
     scaler = torch.amp.GradScaler("cuda") if _amp_dtype(device, steps.amp) == torch.float16 else None
     stopper = EarlyStopping(stopping.patience or None, stopping.mode)   # patience None: tracks the best, never stops
     best_weights = BestWeights(model) if stopping.restore_best else None
@@ -593,53 +577,82 @@ def backbone_parameter_names(model: nn.Module) -> set[str]:
     return names
 
 
-def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_steps: int,
-                                num_training_steps: int, weight_decay: float = 0.01,
-                                backbone_lr_scale: float = 0.1):
-    """AdamW over the trainable parameters and a cosine schedule with linear warm-up.
+def _fused_on_cuda(params: Iterable[torch.Tensor]) -> dict[str, bool]:
+    """``{"fused": True}`` when every parameter lives on a CUDA GPU: AdamW then updates all of
+    them in a few fused kernels instead of a loop of small ones. Nothing on the CPU, where a
+    fused update would round differently from the one the stored outputs were made with."""
+    params = list(params)
+    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
 
-    With ``backbone_lr_scale != 1`` there are two parameter groups:
 
-    * ``backbone`` group (pretrained weights, see ``backbone_parameter_names``):
-      ``learning_rate * backbone_lr_scale`` (0.1 by default: small steps keep what
-      pretraining learnt);
-    * ``head`` group (new classifier / fusion layers): ``learning_rate``.
+def adamw(model: nn.Module, learning_rate: float, *, weight_decay: float = 0.01, backbone_lr_scale: float = 1.0,
+          decay_matrices_only: bool = False) -> torch.optim.AdamW:
+    """The lab's one optimizer policy: AdamW over ``model``'s trainable parameters, in named groups.
 
-    ``backbone_lr_scale=1.0`` (a backbone trained from scratch: nothing to protect) gives one
-    group, ``all``, with one learning rate for every weight.
+    Why each choice:
 
-    Frozen parameters (``requires_grad=False``) are left out; after unfreezing, call this
-    again to build groups that include the newly trainable weights.
-
-    Returns:
-        ``(optimizer, scheduler)``; step the scheduler after every optimizer step.
+    * **AdamW**: per-weight step sizes (what transformers need: gradients differ by orders of
+      magnitude between embeddings, attention and heads), with the weight decay decoupled from
+      the gradient: each step shrinks a weight by ``learning_rate × weight_decay`` of itself,
+      whatever its gradient's scale.
+    * **Learning rate per group**: ``backbone_lr_scale != 1`` gives a ``backbone`` group (the
+      model's pretrained part, ``backbone_parameter_names``) at ``learning_rate ×
+      backbone_lr_scale`` — small steps keep what pretraining learnt (0.1 for a pretrained
+      encoder) — and a ``head`` group at ``learning_rate``. ``1.0`` (trained from scratch:
+      nothing to protect) gives one group, ``all``.
+    * **What decays**: by default every weight. ``decay_matrices_only`` splits each group
+      into ``<group>/decay`` (weight matrices and kernels) and ``<group>/no_decay`` (biases,
+      norm gains, CLIP's ``logit_scale``: everything with fewer than 2 dimensions): decaying
+      those pulls a gain or the temperature toward 0 and regularises nothing.
+    * **Frozen weights are left out** (``requires_grad=False``): after unfreezing, build the
+      optimizer again so that the newly trainable weights are in a group.
+    * **Fused kernels on CUDA** (``_fused_on_cuda``), the plain update on the CPU.
     """
-    from transformers import get_cosine_schedule_with_warmup
-
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if not backbone_lr_scale > 0:
         raise ValueError(f"backbone_lr_scale must be > 0, got {backbone_lr_scale}: 0.1 for a pretrained "
                          "backbone (a tenth of the head's rate), 1.0 for one rate for every weight. To keep "
                          "the backbone unchanged, freeze it (requires_grad=False) instead.")
-    if not 0 <= warmup_steps <= num_training_steps:
-        raise ValueError(f"need 0 ≤ warmup_steps ≤ num_training_steps, got warmup_steps="
-                         f"{warmup_steps}, num_training_steps={num_training_steps}")
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if backbone_lr_scale == 1.0:
-        param_groups = [{"name": "all", "params": [p for _, p in trainable], "lr": learning_rate}]
+        groups = [{"name": "all", "params": [p for _, p in trainable], "lr": learning_rate}]
     else:
         backbone = backbone_parameter_names(model)
-        param_groups = [
+        groups = [
             {"name": "backbone", "params": [p for n, p in trainable if n in backbone],
              "lr": learning_rate * backbone_lr_scale},
             {"name": "head", "params": [p for n, p in trainable if n not in backbone], "lr": learning_rate},
         ]
-    param_groups = [g for g in param_groups if g["params"]]
-    if not param_groups:
-        raise ValueError("the model has no trainable parameters; unfreeze the head or backbone first")
-    optimizer = torch.optim.AdamW(param_groups, lr=learning_rate, weight_decay=weight_decay,
-                                  **_fused_on_cuda(p for g in param_groups for p in g["params"]))
+    if decay_matrices_only:
+        groups = [{**g, "name": f"{g['name']}/{part}", "params": [p for p in g["params"] if (p.dim() >= 2) == decays],
+                   "weight_decay": weight_decay if decays else 0.0}
+                  for g in groups for part, decays in (("decay", True), ("no_decay", False))]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("the model has no trainable parameters (every requires_grad is False): unfreeze "
+                         "the head or the backbone (requires_grad_(True), unfreeze_backbone()) before training")
+    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay,
+                             **_fused_on_cuda(p for g in groups for p in g["params"]))
+
+
+def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_steps: int,
+                                num_training_steps: int, weight_decay: float = 0.01,
+                                backbone_lr_scale: float = 0.1, decay_matrices_only: bool = False):
+    """``adamw`` (the lab's optimizer policy; ``backbone_lr_scale`` 0.1 by default: a pretrained
+    backbone at a tenth of the head's rate) and a cosine schedule after ``warmup_steps`` of
+    linear warm-up, over ``num_training_steps`` optimizer steps.
+
+    Returns:
+        ``(optimizer, scheduler)``; step the scheduler after every optimizer step.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    optimizer = adamw(model, learning_rate, weight_decay=weight_decay, backbone_lr_scale=backbone_lr_scale,
+                      decay_matrices_only=decay_matrices_only)
+    if not 0 <= warmup_steps <= num_training_steps:
+        raise ValueError(f"need 0 ≤ warmup_steps ≤ num_training_steps, got warmup_steps="
+                         f"{warmup_steps}, num_training_steps={num_training_steps}")
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, num_training_steps)
     return optimizer, scheduler
 

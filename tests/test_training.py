@@ -346,6 +346,27 @@ def test_backbone_lr_scale():
             get_optimizer_and_scheduler(model, 1e-3, 0, 10, backbone_lr_scale=bad)
 
 
+def test_adamw_decays_weight_matrices_only_when_asked_and_leaves_frozen_weights_out():
+    from lab_utils.training import adamw
+
+    model = TwoPart()
+    opt = adamw(model, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1, decay_matrices_only=True)
+    groups = {g["name"]: (g["params"], g["lr"], g["weight_decay"]) for g in opt.param_groups}
+    assert groups == {"backbone/decay": ([model.vit.weight], pytest.approx(1e-4), 0.05),
+                      "backbone/no_decay": ([model.vit.bias], pytest.approx(1e-4), 0.0),
+                      "head/decay": ([model.head.weight], 1e-3, 0.05),
+                      "head/no_decay": ([model.head.bias], 1e-3, 0.0)}
+    model.vit.requires_grad_(False)
+    opt = adamw(model, 1e-3)                                           # defaults: one group, decay 0.01 everywhere
+    assert [(g["name"], g["params"], g["weight_decay"]) for g in opt.param_groups] == [
+        ("all", [model.head.weight, model.head.bias], 0.01)]
+    model.head.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"no trainable parameters \(every requires_grad is False\): unfreeze"):
+        adamw(model, 1e-3)
+    with pytest.raises(ValueError, match="learning_rate must be > 0, got 0"):
+        adamw(TwoPart(), 0)
+
+
 def test_train_variant_is_fit_plus_predict_with_the_lab_optimizer():
     """train_variant = get_optimizer_and_scheduler + fit + predict, as the notebooks wrote it
     by hand: the same weights and test logits as doing the three steps explicitly."""
