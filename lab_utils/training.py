@@ -202,8 +202,8 @@ class Steps:
 
     def __post_init__(self):
         if self.grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be ≥ 1, got {self.grad_accum_steps}: 1 steps after every "
-                             "batch, k sums the gradients of k batches per step")
+            raise ValueError(f"grad_accum_steps must be ≥ 1, got {self.grad_accum_steps}: 1 for an optimizer "
+                             "step after every batch, k to sum the gradients of k batches per step")
         if self.scheduler_per not in ("step", "epoch"):
             raise ValueError(f"scheduler_per must be 'step' or 'epoch', got {self.scheduler_per!r}")
 
