@@ -4,10 +4,12 @@
   samples/s, AMP on CUDA, gradient accumulation and clipping, a NaN/inf guard),
   ``evaluate``, ``EarlyStopping`` (the one keeper of the best epoch), ``Checkpointer``
   (best/last checkpoints, resume after an interruption: a resumed CPU run ends with the
-  same weights as an uninterrupted one); returns the history as a pandas DataFrame.
+  same weights as an uninterrupted one); returns the history as a pandas DataFrame. Its
+  options come in three groups: ``Stopping`` (metric, patience, best weights), ``Steps``
+  (accumulation, clipping, AMP, when the scheduler steps), ``Checkpoints`` (where, resume).
 * ``contrastive_loss`` — CLIP's symmetric InfoNCE (notebook 02).
-* ``get_optimizer_and_scheduler`` — AdamW with a backbone group at ``backbone_lr_scale``
-  (0.1) × the head's learning rate and a cosine schedule with warm-up (notebook 04).
+* ``adamw`` — the one optimizer policy (which weights decay, the learning rate of each group,
+  and why); ``get_optimizer_and_scheduler`` adds a cosine schedule with warm-up (notebooks 02-05).
 """
 from __future__ import annotations
 
@@ -179,7 +181,63 @@ class EarlyStopping:
             setattr(self, key, state[key])
 
 
-# --------------------------------------------------------------------------- fit
+# --------------------------------------------------------------------------- fit's options
+@dataclass(frozen=True)
+class Steps:
+    """How each training step runs (``fit`` and ``train_one_epoch``).
+
+    Attributes:
+        grad_accum_steps: the gradients of this many batches are summed per optimizer step.
+        max_grad_norm: clip the global gradient norm to this value; ``None``: no clipping.
+        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler);
+            ``None`` = on for CUDA. Ignored on the CPU.
+        scheduler_per: ``"step"``: the scheduler steps after every optimizer step; ``"epoch"``:
+            once at the end of each epoch.
+    """
+
+    grad_accum_steps: int = 1
+    max_grad_norm: float | None = None
+    amp: bool | None = None
+    scheduler_per: str = "step"
+
+    def __post_init__(self):
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be ≥ 1, got {self.grad_accum_steps}: 1 for an optimizer "
+                             "step after every batch, k to sum the gradients of k batches per step")
+        if self.scheduler_per not in ("step", "epoch"):
+            raise ValueError(f"scheduler_per must be 'step' or 'epoch', got {self.scheduler_per!r}")
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """Which epoch of a ``fit`` run is the best, and when the run stops.
+
+    Attributes:
+        metric: the history column ``EarlyStopping`` judges: ``val_f1_macro``, ``val_loss``
+            (with ``mode="min"``) or a key returned by ``eval_fn``; a name no row has (e.g.
+            ``"none"``) tracks nothing.
+        mode: ``"max"`` for scores, ``"min"`` for losses.
+        patience: stop after this many epochs without a new best; ``None`` (or 0): run every epoch.
+        restore_best: load the best epoch's weights at the end when ``metric`` was tracked.
+    """
+
+    metric: str = "val_f1_macro"
+    mode: str = "max"
+    patience: int | None = None
+    restore_best: bool = True
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where ``fit`` writes ``last.safetensors`` after every epoch and ``best.safetensors`` on
+    improvement (``Checkpointer``); with ``resume``, a later call with the same arguments
+    continues after the last finished epoch."""
+
+    directory: str | os.PathLike
+    resume: bool = True
+
+
+# --------------------------------------------------------------------------- one epoch
 def _seed_epoch(seed: int, epoch: int, loader: Any = None) -> None:
     """Each epoch starts from its own seed, so shuffling and dropout of epoch e are the
     same whether or not the run was interrupted and resumed before it, and whatever ran
@@ -214,37 +272,61 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScal
     optimizer.zero_grad(set_to_none=True)
 
 
-def _check_loop_arguments(grad_accum_steps: int, scheduler_per: str) -> None:
-    if grad_accum_steps < 1:
-        raise ValueError(f"grad_accum_steps must be ≥ 1, got {grad_accum_steps}")
-    if scheduler_per not in ("step", "epoch"):
-        raise ValueError(f"scheduler_per must be 'step' or 'epoch', got {scheduler_per!r}")
-
-
 GUARD_EVERY = 32
 """Batches between two looks at the running loss in ``train_one_epoch``: the NaN/inf guard and
 the progress bar read it then (one host–device sync), and once more at the end of the epoch."""
 
 
+class _LossGuard:
+    """The losses of one epoch, kept on the device: their sum, and the index and value of the
+    first one that is not finite. ``check`` reads them in one host–device sync."""
+
+    def __init__(self, device: torch.device, epoch: int, optimizer: torch.optim.Optimizer):
+        self.epoch, self.optimizer, self.batches = epoch, optimizer, 0
+        self.sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)   # batch index of the first NaN/inf loss
+        self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)     # … and that loss
+
+    def flag(self, i: int, loss: torch.Tensor) -> torch.Tensor:
+        """Remember batch ``i``'s loss if it is the first non-finite one; returns it detached, in fp32."""
+        detached = loss.detach().float()
+        new_bad = (self.first_bad < 0) & ~torch.isfinite(detached)
+        self.first_bad = torch.where(new_bad, torch.full_like(self.first_bad, i), self.first_bad)
+        self.bad_loss = torch.where(new_bad, detached, self.bad_loss)
+        return detached
+
+    def add(self, detached: torch.Tensor) -> None:
+        self.sum += detached.double()
+        self.batches += 1
+
+    def check(self) -> float:
+        """Raise if a loss so far was not finite, else return the running mean loss."""
+        bad, value, running = torch.stack([self.first_bad.double(), self.bad_loss.double(), self.sum]).tolist()
+        if bad >= 0:
+            raise FloatingPointError(
+                f"The training loss became {value} at epoch {self.epoch}, batch {int(bad) + 1} (found when "
+                f"checking batches up to {self.batches}). Lower the learning rate (now "
+                f"{self.optimizer.param_groups[0]['lr']:.3g}), set max_grad_norm=1.0 to clip gradients, or "
+                "check the inputs for NaNs.")
+        return running / max(self.batches, 1)
+
+    def mean(self) -> float:
+        return self.sum.item() / max(self.batches, 1)
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
                     step_fn: StepFn | None = None, *, device: torch.device | str | None = None,
-                    amp: bool | None = None, scaler: "torch.amp.GradScaler | None" = None,
-                    scheduler: Any | None = None, scheduler_per: str = "step", grad_accum_steps: int = 1,
-                    max_grad_norm: float | None = None, epoch: int = 1, epochs: int | None = None,
+                    steps: Steps = Steps(), scaler: "torch.amp.GradScaler | None" = None,
+                    scheduler: Any | None = None, epoch: int = 1, epochs: int | None = None,
                     progress: bool = True) -> dict[str, float]:
     """One pass over ``loader`` in training mode.
 
-    Each batch: forward under autocast (``amp``, see ``evaluate``), backward of
-    ``loss / grad_accum_steps`` (through ``scaler`` for fp16). Every ``grad_accum_steps``
-    batches, and after the last one, ``optimizer_step`` (clipping to ``max_grad_norm``) and,
-    with ``scheduler_per="step"``, ``scheduler.step()``; with ``"epoch"`` the scheduler steps
-    once at the end. ``epoch`` (1-based) and ``epochs`` name the epoch in the progress bar and
-    in errors.
-
-    The host never waits for the GPU inside the loop: the losses are summed on the device,
-    and the first non-finite one is remembered there too. Every ``GUARD_EVERY`` batches and at
-    the end of the epoch the host reads both at once (one sync) — the NaN/inf guard and the
-    progress bar's running loss.
+    Each batch: forward under autocast (``steps.amp``, see ``evaluate``), backward of
+    ``loss / steps.grad_accum_steps`` (through ``scaler`` for fp16). Every ``grad_accum_steps``
+    batches, and after the last one, ``optimizer_step`` and, with ``scheduler_per="step"``,
+    ``scheduler.step()``. ``epoch`` (1-based) and ``epochs`` name the epoch in the progress bar
+    and in errors. The host never waits for the GPU inside the loop: ``_LossGuard`` keeps the
+    losses on the device and is read every ``GUARD_EVERY`` batches and at the end.
 
     Returns:
         ``{"train_loss": mean loss per batch, "samples_per_s": training throughput, "samples": items seen}``.
@@ -252,61 +334,44 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     Raises:
         FloatingPointError: the loss became NaN or infinite (says at which batch, and what to change).
     """
-    _check_loop_arguments(grad_accum_steps, scheduler_per)
     step_fn = step_fn or classification_step()
     device = torch.device(device) if device else next(model.parameters()).device
     model.train()
-    t0, seen, n_batches = time.perf_counter(), 0, 0
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)      # batch index of the first NaN/inf loss
-    bad_loss = torch.zeros((), dtype=torch.float32, device=device)       # … and that loss
+    t0, seen = time.perf_counter(), 0
+    guard = _LossGuard(device, epoch, optimizer)
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}" if epochs else f"epoch {epoch}", disable=not progress,
                leave=False, mininterval=1.0)
     total = len(loader) if hasattr(loader, "__len__") else None
 
-    def look(checked_to: int) -> None:
-        """One host–device sync: raise if a loss so far was not finite, else show the running loss."""
-        bad, value, running = torch.stack([first_bad.double(), bad_loss.double(), loss_sum]).tolist()
-        if bad >= 0:
-            raise FloatingPointError(
-                f"The training loss became {value} at epoch {epoch}, batch {int(bad) + 1} (found when "
-                f"checking batches up to {checked_to}). Lower the learning rate (now "
-                f"{optimizer.param_groups[0]['lr']:.3g}), set max_grad_norm=1.0 to clip gradients, or "
-                "check the inputs for NaNs.")
+    def look() -> None:
+        running = guard.check()
         if progress:
-            bar.set_postfix(loss=f"{running / max(n_batches, 1):.3f}",
-                            samples_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.set_postfix(loss=f"{running:.3f}", samples_per_s=f"{seen / (time.perf_counter() - t0):.0f}")
 
     for i, batch in enumerate(bar):
         batch = to_device(batch, device)
-        with _autocast(device, amp):
+        with _autocast(device, steps.amp):
             out = step_fn(model, batch)
-        loss = out["loss"]
-        detached = loss.detach().float()
-        new_bad = (first_bad < 0) & ~torch.isfinite(detached)
-        first_bad = torch.where(new_bad, torch.full_like(first_bad, i), first_bad)
-        bad_loss = torch.where(new_bad, detached, bad_loss)
-        loss = loss / grad_accum_steps
+        detached = guard.flag(i, out["loss"])
+        loss = out["loss"] / steps.grad_accum_steps
         (scaler.scale(loss) if scaler else loss).backward()
-        last_batch = total is not None and i + 1 == total
-        if (i + 1) % grad_accum_steps == 0 or last_batch:
-            optimizer_step(optimizer, scaler, max_grad_norm)
-            if scheduler is not None and scheduler_per == "step":
+        if (i + 1) % steps.grad_accum_steps == 0 or (total is not None and i + 1 == total):
+            optimizer_step(optimizer, scaler, steps.max_grad_norm)
+            if scheduler is not None and steps.scheduler_per == "step":
                 scheduler.step()
         seen += _batch_size(batch)
-        loss_sum += detached.double()
-        n_batches += 1
-        if n_batches % GUARD_EVERY == 0:
-            look(n_batches)
-    look(n_batches)
-    if scheduler is not None and scheduler_per == "epoch":
+        guard.add(detached)
+        if guard.batches % GUARD_EVERY == 0:
+            look()
+    look()
+    if scheduler is not None and steps.scheduler_per == "epoch":
         scheduler.step()
     seconds = time.perf_counter() - t0
-    return {"train_loss": loss_sum.item() / max(n_batches, 1), "samples_per_s": seen / max(seconds, 1e-9),
-            "samples": seen}
+    return {"train_loss": guard.mean(), "samples_per_s": seen / max(seconds, 1e-9), "samples": seen}
 
 
+# --------------------------------------------------------------------------- fit
 class BestWeights:
     """A CPU copy of ``model``'s weights at the best epoch so far, loaded back at the end of ``fit``."""
 
@@ -326,22 +391,6 @@ class BestWeights:
             load_checkpoint(saved, self.model)
 
 
-def _fused_on_cuda(params: Iterable[torch.Tensor]) -> dict[str, bool]:
-    """``{"fused": True}`` when every parameter lives on a CUDA GPU: AdamW then updates all of
-    them in a few fused kernels instead of a loop of small ones. Nothing on the CPU, where a
-    fused update would round differently from the one the stored outputs were made with."""
-    params = list(params)
-    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
-
-
-def _default_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("fit: the model has no trainable parameters (all requires_grad=False). "
-                         "Unfreeze something before training.")
-    return torch.optim.AdamW(params, lr=lr, **_fused_on_cuda(params))
-
-
 def _print_epoch(epoch: int, epochs: int, row: Mapping[str, Any], improved: bool) -> None:
     """``epoch   3/10 · train_loss 0.512 · val_loss 0.498 · … · best``: the row's float columns."""
     shown = " · ".join(f"{k} {v:.4g}" for k, v in row.items()
@@ -349,79 +398,75 @@ def _print_epoch(epoch: int, epochs: int, row: Mapping[str, Any], improved: bool
     print(f"epoch {epoch:>3}/{epochs} · {shown}" + (" · best" if improved else ""))
 
 
+def _train_and_measure(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
+                       optimizer: torch.optim.Optimizer, step_fn: StepFn,
+                       eval_fn: Callable[[nn.Module], Mapping[str, float]] | None, *, device: torch.device,
+                       steps: Steps, scaler: "torch.amp.GradScaler | None", scheduler: Any | None, epoch: int,
+                       epochs: int, progress: bool) -> tuple[dict[str, Any], int]:
+    """One epoch of ``fit``: ``train_one_epoch``, then ``evaluate`` and ``eval_fn``. Returns the
+    history row and the number of training samples seen."""
+    t0 = time.perf_counter()
+    train = train_one_epoch(model, train_loader, optimizer, step_fn, device=device, steps=steps, scaler=scaler,
+                            scheduler=scheduler, epoch=epoch, epochs=epochs, progress=progress)
+    row = {"epoch": epoch, "train_loss": train["train_loss"], "lr": optimizer.param_groups[0]["lr"],
+           **(evaluate(model, val_loader, step_fn, device, steps.amp) if val_loader is not None else {}),
+           **(eval_fn(model) if eval_fn is not None else {}),
+           "seconds": time.perf_counter() - t0, "samples_per_s": train["samples_per_s"]}
+    return row, train["samples"]
+
+
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *,
-        epochs: int, optimizer: torch.optim.Optimizer | None = None,
-        scheduler: Any | None = None, lr: float = 1e-3, step_fn: StepFn | None = None,
-        metric: str = "val_f1_macro", mode: str = "max", patience: int | None = None,
-        grad_accum_steps: int = 1, max_grad_norm: float | None = None,
-        device: torch.device | str | None = None, amp: bool | None = None,
-        checkpoint_dir: str | os.PathLike | None = None, resume: bool = True,
-        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None, seed: int = 0,
-        progress: bool = True, scheduler_per: str = "step", restore_best: bool = True,
+        epochs: int, optimizer: torch.optim.Optimizer | None = None, scheduler: Any | None = None,
+        lr: float = 1e-3, step_fn: StepFn | None = None,
+        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+        device: torch.device | str | None = None, seed: int = 0, stopping: Stopping = Stopping(),
+        steps: Steps = Steps(), checkpoints: Checkpoints | None = None, progress: bool = True,
         verbose: bool = True) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history (one row per epoch).
 
-    Each epoch: reseed (``_seed_epoch``), ``train_one_epoch``, ``evaluate`` on ``val_loader``
-    and ``eval_fn``, let ``EarlyStopping`` judge ``metric`` (it alone keeps the best value and
-    epoch), print, and write checkpoints (``Checkpointer``).
+    Each epoch: reseed from ``seed`` (``_seed_epoch``: resumed runs repeat exactly),
+    ``train_one_epoch``, ``evaluate`` on ``val_loader`` and ``eval_fn(model) -> {name: value}``
+    (extra columns), let ``EarlyStopping`` judge ``stopping.metric`` (it alone keeps the best
+    value and epoch), print (``verbose``), and write ``checkpoints`` (``Checkpointer``).
 
-    Args:
-        step_fn: ``step_fn(model, batch) -> {"loss", ["logits", "labels"]}``; default
-            ``classification_step()`` (dict batches with ``pixel_values`` and ``label``).
-        optimizer / lr: AdamW over the trainable parameters at ``lr`` when not given.
-        scheduler: stepped after every optimizer step (``scheduler_per="step"``) or epoch.
-        metric, mode, patience: early stopping on a history column (``val_f1_macro``,
-            ``val_loss`` with ``mode="min"``, or a key returned by ``eval_fn``).
-        grad_accum_steps: gradients of this many batches are summed per optimizer step.
-        max_grad_norm: clip the global gradient norm to this value.
-        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler);
-            ``None`` = on for CUDA. Ignored on the CPU.
-        checkpoint_dir: writes ``last.safetensors`` after every epoch and
-            ``best.safetensors`` on improvement; with ``resume=True`` a later call with the
-            same arguments continues after the last finished epoch.
-        eval_fn: ``eval_fn(model) -> {name: value}`` extra metrics added to each row.
-        seed: each epoch reseeds from ``seed`` (see ``_seed_epoch``) for exact resumes.
-        restore_best: load the best epoch's weights at the end when a metric was tracked.
+    ``step_fn(model, batch) -> {"loss", ["logits", "labels"]}`` defaults to
+    ``classification_step()``; without ``optimizer``, ``adamw(model, lr)`` (one group, weight
+    decay 0.01); ``scheduler`` steps as ``steps.scheduler_per`` says. ``stopping``, ``steps`` and
+    ``checkpoints`` group the other options (see their classes).
 
     Returns:
         DataFrame with ``epoch, train_loss, lr, [val_loss, val_acc, val_f1_macro, …],
-        seconds, samples_per_s``; ``.attrs["best_epoch"]`` and ``.attrs["stopped_epoch"]``.
+        seconds, samples_per_s``; ``.attrs["best_epoch"]``, ``.attrs["stopped_epoch"]``, ``.attrs["metric"]``.
     """
-    _check_loop_arguments(grad_accum_steps, scheduler_per)
     step_fn = step_fn or classification_step()
     device = torch.device(device) if device else next(model.parameters()).device
     model.to(device)
-    optimizer = optimizer if optimizer is not None else _default_optimizer(model, lr)
-    scaler = torch.amp.GradScaler("cuda") if _amp_dtype(device, amp) == torch.float16 else None
-    stopper = EarlyStopping(patience or None, mode)      # patience None: tracks the best, never stops
-    best_weights = BestWeights(model) if restore_best else None
-    ckpt = Checkpointer(checkpoint_dir, model, optimizer, scheduler, stopper, scaler) if checkpoint_dir else None
-    start, rows = ckpt.resume(epochs, verbose) if ckpt and resume else (0, [])
-    stopped_epoch = None
-    for epoch in range(start, epochs):
-        _seed_epoch(seed, epoch, train_loader)
-        t0 = time.perf_counter()
-        train = train_one_epoch(model, train_loader, optimizer, step_fn, device=device, amp=amp, scaler=scaler,
-                                scheduler=scheduler, scheduler_per=scheduler_per, grad_accum_steps=grad_accum_steps,
-                                max_grad_norm=max_grad_norm, epoch=epoch + 1, epochs=epochs, progress=progress)
-        row = {"epoch": epoch + 1, "train_loss": train["train_loss"], "lr": optimizer.param_groups[0]["lr"],
-               **(evaluate(model, val_loader, step_fn, device, amp) if val_loader is not None else {}),
-               **(eval_fn(model) if eval_fn is not None else {}),
-               "seconds": time.perf_counter() - t0, "samples_per_s": train["samples_per_s"]}
+    optimizer = optimizer if optimizer is not None else adamw(model, lr)
+    scaler = torch.amp.GradScaler("cuda") if _amp_dtype(device, steps.amp) == torch.float16 else None
+    stopper = EarlyStopping(stopping.patience or None, stopping.mode)   # patience None: tracks the best, never stops
+    best_weights = BestWeights(model) if stopping.restore_best else None
+    ckpt = Checkpointer(checkpoints.directory, model, optimizer, scheduler, stopper, scaler) if checkpoints else None
+    start, rows = ckpt.resume(epochs, verbose) if ckpt and checkpoints.resume else (0, [])
+    stopped_epoch, metric = None, stopping.metric
+    for epoch in range(start + 1, epochs + 1):                           # 1-based
+        _seed_epoch(seed, epoch - 1, train_loader)
+        row, samples = _train_and_measure(model, train_loader, val_loader, optimizer, step_fn, eval_fn, device=device,
+                                          steps=steps, scaler=scaler, scheduler=scheduler, epoch=epoch,
+                                          epochs=epochs, progress=progress)
         rows.append(row)
-        if epoch == start:
-            clock.first_epoch_done(row["seconds"], train["samples"])     # the notebook's time left, if it asked
-        improved = metric in row and stopper.step(row[metric], epoch + 1)
+        if epoch == start + 1:
+            clock.first_epoch_done(row["seconds"], samples)              # the notebook's time left, if it asked
+        improved = metric in row and stopper.step(row[metric], epoch)
         if improved and best_weights:
             best_weights.keep()
         if verbose:
-            _print_epoch(epoch + 1, epochs, row, improved)
+            _print_epoch(epoch, epochs, row, improved)
         if ckpt:
-            ckpt.save(epoch + 1, rows, metric, improved)
+            ckpt.save(epoch, rows, metric, improved)
         if stopper.should_stop:
-            stopped_epoch = epoch + 1
+            stopped_epoch = epoch
             if verbose:
-                print(f"Early stopping after epoch {epoch + 1}: {metric} has not improved for {patience} "
+                print(f"Early stopping after epoch {epoch}: {metric} has not improved for {stopping.patience} "
                       f"epochs (best {stopper.best:.4g} at epoch {stopper.best_epoch}).")
             break
     if best_weights and stopper.best_epoch is not None:
@@ -532,53 +577,82 @@ def backbone_parameter_names(model: nn.Module) -> set[str]:
     return names
 
 
-def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_steps: int,
-                                num_training_steps: int, weight_decay: float = 0.01,
-                                backbone_lr_scale: float = 0.1):
-    """AdamW over the trainable parameters and a cosine schedule with linear warm-up.
+def _fused_on_cuda(params: Iterable[torch.Tensor]) -> dict[str, bool]:
+    """``{"fused": True}`` when every parameter lives on a CUDA GPU: AdamW then updates all of
+    them in a few fused kernels instead of a loop of small ones. Nothing on the CPU, where a
+    fused update would round differently from the one the stored outputs were made with."""
+    params = list(params)
+    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
 
-    With ``backbone_lr_scale != 1`` there are two parameter groups:
 
-    * ``backbone`` group (pretrained weights, see ``backbone_parameter_names``):
-      ``learning_rate * backbone_lr_scale`` (0.1 by default: small steps keep what
-      pretraining learnt);
-    * ``head`` group (new classifier / fusion layers): ``learning_rate``.
+def adamw(model: nn.Module, learning_rate: float, *, weight_decay: float = 0.01, backbone_lr_scale: float = 1.0,
+          decay_matrices_only: bool = False) -> torch.optim.AdamW:
+    """The lab's one optimizer policy: AdamW over ``model``'s trainable parameters, in named groups.
 
-    ``backbone_lr_scale=1.0`` (a backbone trained from scratch: nothing to protect) gives one
-    group, ``all``, with one learning rate for every weight.
+    Why each choice:
 
-    Frozen parameters (``requires_grad=False``) are left out; after unfreezing, call this
-    again to build groups that include the newly trainable weights.
-
-    Returns:
-        ``(optimizer, scheduler)``; step the scheduler after every optimizer step.
+    * **AdamW**: per-weight step sizes (what transformers need: gradients differ by orders of
+      magnitude between embeddings, attention and heads), with the weight decay decoupled from
+      the gradient: each step shrinks a weight by ``learning_rate × weight_decay`` of itself,
+      whatever its gradient's scale.
+    * **Learning rate per group**: ``backbone_lr_scale != 1`` gives a ``backbone`` group (the
+      model's pretrained part, ``backbone_parameter_names``) at ``learning_rate ×
+      backbone_lr_scale`` — small steps keep what pretraining learnt (0.1 for a pretrained
+      encoder) — and a ``head`` group at ``learning_rate``. ``1.0`` (trained from scratch:
+      nothing to protect) gives one group, ``all``.
+    * **What decays**: by default every weight. ``decay_matrices_only`` splits each group
+      into ``<group>/decay`` (weight matrices and kernels) and ``<group>/no_decay`` (biases,
+      norm gains, CLIP's ``logit_scale``: everything with fewer than 2 dimensions): decaying
+      those pulls a gain or the temperature toward 0 and regularises nothing.
+    * **Frozen weights are left out** (``requires_grad=False``): after unfreezing, build the
+      optimizer again so that the newly trainable weights are in a group.
+    * **Fused kernels on CUDA** (``_fused_on_cuda``), the plain update on the CPU.
     """
-    from transformers import get_cosine_schedule_with_warmup
-
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if not backbone_lr_scale > 0:
         raise ValueError(f"backbone_lr_scale must be > 0, got {backbone_lr_scale}: 0.1 for a pretrained "
                          "backbone (a tenth of the head's rate), 1.0 for one rate for every weight. To keep "
                          "the backbone unchanged, freeze it (requires_grad=False) instead.")
-    if not 0 <= warmup_steps <= num_training_steps:
-        raise ValueError(f"need 0 ≤ warmup_steps ≤ num_training_steps, got warmup_steps="
-                         f"{warmup_steps}, num_training_steps={num_training_steps}")
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if backbone_lr_scale == 1.0:
-        param_groups = [{"name": "all", "params": [p for _, p in trainable], "lr": learning_rate}]
+        groups = [{"name": "all", "params": [p for _, p in trainable], "lr": learning_rate}]
     else:
         backbone = backbone_parameter_names(model)
-        param_groups = [
+        groups = [
             {"name": "backbone", "params": [p for n, p in trainable if n in backbone],
              "lr": learning_rate * backbone_lr_scale},
             {"name": "head", "params": [p for n, p in trainable if n not in backbone], "lr": learning_rate},
         ]
-    param_groups = [g for g in param_groups if g["params"]]
-    if not param_groups:
-        raise ValueError("the model has no trainable parameters; unfreeze the head or backbone first")
-    optimizer = torch.optim.AdamW(param_groups, lr=learning_rate, weight_decay=weight_decay,
-                                  **_fused_on_cuda(p for g in param_groups for p in g["params"]))
+    if decay_matrices_only:
+        groups = [{**g, "name": f"{g['name']}/{part}", "params": [p for p in g["params"] if (p.dim() >= 2) == decays],
+                   "weight_decay": weight_decay if decays else 0.0}
+                  for g in groups for part, decays in (("decay", True), ("no_decay", False))]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("the model has no trainable parameters (every requires_grad is False): unfreeze "
+                         "the head or the backbone (requires_grad_(True), unfreeze_backbone()) before training")
+    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay,
+                             **_fused_on_cuda(p for g in groups for p in g["params"]))
+
+
+def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_steps: int,
+                                num_training_steps: int, weight_decay: float = 0.01,
+                                backbone_lr_scale: float = 0.1, decay_matrices_only: bool = False):
+    """``adamw`` (the lab's optimizer policy; ``backbone_lr_scale`` 0.1 by default: a pretrained
+    backbone at a tenth of the head's rate) and a cosine schedule after ``warmup_steps`` of
+    linear warm-up, over ``num_training_steps`` optimizer steps.
+
+    Returns:
+        ``(optimizer, scheduler)``; step the scheduler after every optimizer step.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    optimizer = adamw(model, learning_rate, weight_decay=weight_decay, backbone_lr_scale=backbone_lr_scale,
+                      decay_matrices_only=decay_matrices_only)
+    if not 0 <= warmup_steps <= num_training_steps:
+        raise ValueError(f"need 0 ≤ warmup_steps ≤ num_training_steps, got warmup_steps="
+                         f"{warmup_steps}, num_training_steps={num_training_steps}")
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, num_training_steps)
     return optimizer, scheduler
 
@@ -609,22 +683,23 @@ class Variant:
 def train_variant(model: nn.Module, loaders: Mapping[str, Iterable], step_fn: StepFn, *, epochs: int,
                   learning_rate: float, weight_decay: float = 0.01, warmup_fraction: float = 0.1,
                   backbone_lr_scale: float = 0.1, seed: int = 0, device: torch.device | str | None = None,
-                  test: bool = True, **fit_options: Any) -> Variant:
+                  test: bool = True, stopping: Stopping = Stopping(), steps: Steps = Steps(),
+                  checkpoints: Checkpoints | None = None) -> Variant:
     """Train one variant of an experiment the way notebooks 03-05 compare them, and test it:
     ``get_optimizer_and_scheduler`` (AdamW; cosine schedule after ``warmup_fraction`` of the
-    steps of linear warm-up), ``fit`` on ``loaders["train"]`` / ``loaders["val"]`` (quietly;
-    ``fit_options`` such as ``patience=3`` pass through), then ``predict`` on ``loaders["test"]``.
+    steps of linear warm-up), ``fit`` on ``loaders["train"]`` / ``loaders["val"]`` (quietly, with
+    ``stopping``, ``steps`` and ``checkpoints``), then ``predict`` on ``loaders["test"]``.
 
     The loop over variants stays in the notebook; this is the plumbing of one iteration."""
     device = torch.device(device) if device else next(model.parameters()).device
     model.to(device)
-    steps = epochs * len(loaders["train"])
-    optimizer, scheduler = get_optimizer_and_scheduler(model, learning_rate, int(warmup_fraction * steps), steps,
+    updates = epochs * len(loaders["train"])
+    optimizer, scheduler = get_optimizer_and_scheduler(model, learning_rate, int(warmup_fraction * updates), updates,
                                                        weight_decay, backbone_lr_scale)
     t0 = time.perf_counter()
     history = fit(model, loaders["train"], loaders.get("val"), epochs=epochs, optimizer=optimizer,
-                  scheduler=scheduler, step_fn=step_fn, device=device, seed=seed, progress=False,
-                  verbose=False, **fit_options)
+                  scheduler=scheduler, step_fn=step_fn, device=device, seed=seed, stopping=stopping, steps=steps,
+                  checkpoints=checkpoints, progress=False, verbose=False)
     seconds = time.perf_counter() - t0
     if not test:
         return Variant(model, history, seconds)

@@ -359,9 +359,9 @@ def test_fit_reports_its_first_epoch_to_the_clock():
         batches = [{"pixel_values": x[i:i + 8], "label": y[i:i + 8]} for i in range(0, 40, 8)]
         model = nn.Sequential(nn.Linear(3, 2))
         fit(model, batches, epochs=2, step_fn=lambda m, b: {"loss": nn.functional.cross_entropy(m(b["pixel_values"]), b["label"])},
-            metric="none", progress=False, verbose=False)
+            progress=False, verbose=False)
         fit(model, batches, epochs=1, step_fn=lambda m, b: {"loss": nn.functional.cross_entropy(m(b["pixel_values"]), b["label"])},
-            metric="none", progress=False, verbose=False)
+            progress=False, verbose=False)
     finally:
         clock.listen(None)
     assert [images for _, images in heard] == [40, 40] and all(s > 0 for s, _ in heard)   # one per training

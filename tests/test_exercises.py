@@ -455,11 +455,13 @@ def _fusion_lesson() -> dict:
 
 def _fer_lesson() -> dict:
     import pandas as pd
+    from lab_utils.models import count_parameters
     from lab_utils.models.fer import ViTForFER
 
     with torch.random.fork_rng(devices=[]):
         model = ViTForFER(num_classes=7, freeze_backbone=True, profile="quick", verbose=False)
-    return {"torch": torch, "pd": pd, "model": model, "cfg": SimpleNamespace(train=SimpleNamespace(epochs=8))}
+    return {"torch": torch, "pd": pd, "count_parameters": count_parameters, "model": model,
+            "cfg": SimpleNamespace(train=SimpleNamespace(epochs=8))}
 
 
 LESSONS = {"ex02_recall_at_k": _clip_lesson, "ex03_attention_fusion": _fusion_lesson,

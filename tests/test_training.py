@@ -7,8 +7,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lab_utils.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from lab_utils.training import (Checkpointer, EarlyStopping, _seed_epoch, classification_step,
-                                evaluate, fit, get_optimizer_and_scheduler, train_one_epoch)
+from lab_utils.training import (Checkpointer, Checkpoints, EarlyStopping, Steps, Stopping, _seed_epoch,
+                                classification_step, evaluate, fit, get_optimizer_and_scheduler,
+                                train_one_epoch)
 
 
 def blobs(n=256, seed=0):
@@ -63,7 +64,7 @@ def test_grad_accumulation_matches_big_batch():
     opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
     opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
     fit(a, DataLoader(data, batch_size=32), epochs=1, optimizer=opt_a, progress=False, verbose=False)
-    fit(b, DataLoader(data, batch_size=16), epochs=1, optimizer=opt_b, grad_accum_steps=2,
+    fit(b, DataLoader(data, batch_size=16), epochs=1, optimizer=opt_b, steps=Steps(grad_accum_steps=2),
         progress=False, verbose=False)
     # two accumulated half-batches (each loss / 2) give the same update as one full batch
     for pa, pb in zip(a.parameters(), b.parameters()):
@@ -82,9 +83,9 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
     # an absurd learning rate for later epochs makes validation worse after epoch 1
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 if step < 8 else 30.0)
-    hist = fit(model, train, val, epochs=30, optimizer=opt, scheduler=sched, patience=2,
-               metric="val_loss", mode="min", checkpoint_dir=tmp_path, max_grad_norm=1.0,
-               progress=False, verbose=False)
+    hist = fit(model, train, val, epochs=30, optimizer=opt, scheduler=sched,
+               stopping=Stopping(metric="val_loss", mode="min", patience=2), steps=Steps(max_grad_norm=1.0),
+               checkpoints=Checkpoints(tmp_path), progress=False, verbose=False)
     stopped, best = hist.attrs["stopped_epoch"], hist.attrs["best_epoch"]
     assert stopped is not None and stopped < 30 and stopped - best == 2
     restored = evaluate(model, val)["val_loss"]
@@ -110,7 +111,8 @@ def test_resume_after_interruption_gives_same_weights(tmp_path):
                 raise Disconnect
             return base(m, batch)
         fit(model, train, val, epochs=4, optimizer=opt, scheduler=sched, step_fn=step,
-            checkpoint_dir=ckpt, progress=False, verbose=False, restore_best=False)
+            checkpoints=Checkpoints(ckpt), stopping=Stopping(restore_best=False), progress=False,
+            verbose=False)
         return model
 
     reference = run(tmp_path / "a")
@@ -220,7 +222,7 @@ def test_fit_is_its_pieces_seed_then_train_one_epoch():
     train, val = loaders()
     a, b = mlp(dropout=0.2), mlp(dropout=0.2)
     hist = fit(a, train, val, epochs=1, optimizer=torch.optim.SGD(a.parameters(), lr=0.1), seed=3,
-               progress=False, verbose=False, restore_best=False)
+               progress=False, verbose=False, stopping=Stopping(restore_best=False))
     _seed_epoch(3, 0, train)
     out = train_one_epoch(b, train, torch.optim.SGD(b.parameters(), lr=0.1), progress=False)
     assert set(out) == {"train_loss", "samples_per_s", "samples"} and out["samples_per_s"] > 0
@@ -228,7 +230,9 @@ def test_fit_is_its_pieces_seed_then_train_one_epoch():
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="grad_accum_steps must be ≥ 1, got 0"):
-        train_one_epoch(b, train, torch.optim.SGD(b.parameters(), lr=0.1), grad_accum_steps=0)
+        Steps(grad_accum_steps=0)
+    with pytest.raises(ValueError, match="scheduler_per must be 'step' or 'epoch', got 'batch'"):
+        Steps(scheduler_per="batch")
 
 
 def test_early_stopping_without_patience_tracks_the_best_and_never_stops():
@@ -277,7 +281,8 @@ def test_checkpointer_round_trip_and_resume(tmp_path):
     assert ckpt.resume(epochs=4) == (0, [])                 # nothing saved yet: start afresh
     history = []
     for epoch, value in ((1, 0.8), (2, 0.6), (3, 0.7)):
-        train_one_epoch(model, train, opt, scheduler=sched, scheduler_per="epoch", progress=False)
+        train_one_epoch(model, train, opt, scheduler=sched, steps=Steps(scheduler_per="epoch"),
+                        progress=False)
         history.append({"epoch": epoch, "val_loss": value})
         ckpt.save(epoch, history, "val_loss", stopper.step(value, epoch))
     assert load_checkpoint(ckpt.best, mlp()) == {"epoch": 2, "metric": "val_loss", "value": 0.6}
@@ -341,6 +346,27 @@ def test_backbone_lr_scale():
             get_optimizer_and_scheduler(model, 1e-3, 0, 10, backbone_lr_scale=bad)
 
 
+def test_adamw_decays_weight_matrices_only_when_asked_and_leaves_frozen_weights_out():
+    from lab_utils.training import adamw
+
+    model = TwoPart()
+    opt = adamw(model, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1, decay_matrices_only=True)
+    groups = {g["name"]: (g["params"], g["lr"], g["weight_decay"]) for g in opt.param_groups}
+    assert groups == {"backbone/decay": ([model.vit.weight], pytest.approx(1e-4), 0.05),
+                      "backbone/no_decay": ([model.vit.bias], pytest.approx(1e-4), 0.0),
+                      "head/decay": ([model.head.weight], 1e-3, 0.05),
+                      "head/no_decay": ([model.head.bias], 1e-3, 0.0)}
+    model.vit.requires_grad_(False)
+    opt = adamw(model, 1e-3)                                           # defaults: one group, decay 0.01 everywhere
+    assert [(g["name"], g["params"], g["weight_decay"]) for g in opt.param_groups] == [
+        ("all", [model.head.weight, model.head.bias], 0.01)]
+    model.head.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"no trainable parameters \(every requires_grad is False\): unfreeze"):
+        adamw(model, 1e-3)
+    with pytest.raises(ValueError, match="learning_rate must be > 0, got 0"):
+        adamw(TwoPart(), 0)
+
+
 def test_train_variant_is_fit_plus_predict_with_the_lab_optimizer():
     """train_variant = get_optimizer_and_scheduler + fit + predict, as the notebooks wrote it
     by hand: the same weights and test logits as doing the three steps explicitly."""
@@ -362,6 +388,11 @@ def test_train_variant_is_fit_plus_predict_with_the_lab_optimizer():
     assert torch.equal(run.logits, want) and torch.equal(run.labels, labels)
     assert len(run.history) == 3 and run.seconds > 0
     assert set(run.scores()) == {"accuracy", "f1_macro"}
+    stopped = train_variant(mlp(), {"train": train, "val": val}, classification_step(), epochs=10,
+                            learning_rate=0.05, test=False,
+                            stopping=Stopping(metric="val_loss", mode="max", patience=1))
+    # a falling loss never "improves" in mode "max": the run stops one epoch after the first
+    assert stopped.history.attrs == {"best_epoch": 1, "stopped_epoch": 2, "metric": "val_loss"}
     untested = train_variant(mlp(), {"train": train}, classification_step(), epochs=1, learning_rate=0.05, test=False)
     with pytest.raises(ValueError, match="was not tested"):
         untested.scores()

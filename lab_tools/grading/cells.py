@@ -531,7 +531,7 @@ try:
     _stages = {}
     for _n in range(model.num_layers + 1):
         unfreeze_top_layers(model, _n)
-        _stages[f"top {_n} blocks open"] = model.parameter_counts()
+        _stages[f"top {_n} blocks open"] = count_parameters(model)
     _plan = [blocks_to_open(_epoch, model.num_layers, 3) for _epoch in range(cfg.train.epochs)]
     print(pd.DataFrame(_stages).T.to_string())
     print(f"blocks open in each of the {cfg.train.epochs} epochs, one more every 3:", _plan)

@@ -305,6 +305,49 @@ def _scan(root: Path, modality: str) -> dict[str, tuple[Path, str]]:
     return found
 
 
+def _rgbt_pairs(root: Path, on_unpaired: str) -> list[tuple[Path, Path, str]]:
+    """``(RGB file, thermal file, class folder name)`` of each pair under ``root``, in key order;
+    files without a partner raise (``on_unpaired="raise"``) or are counted and skipped."""
+    rgb, th = _scan(root, "rgb"), _scan(root, "thermal")
+    if not rgb or not th:
+        raise _missing(root, f"{'RGB' if not rgb else 'thermal'} images", "image files "
+                       f"{IMAGE_EXTENSIONS} under rgb/<class>/ and thermal/<class>/", RGBT_HELP)
+    only_rgb, only_th = sorted(set(rgb) - set(th)), sorted(set(th) - set(rgb))
+    if (only_rgb or only_th) and on_unpaired == "raise":
+        def show(keys):
+            return ", ".join(keys[:10]) + (f" … ({len(keys)} in all)" if len(keys) > 10 else "") or "none"
+        raise ValueError(f"unpaired images under {root}: RGB without thermal partner: {show(only_rgb)}; "
+                         f"thermal without RGB partner: {show(only_th)}. Every rgb/<class>/<name> needs "
+                         f"thermal/<class>/<same name> (extension may differ). Add the partners, remove "
+                         f"the extra files, or pass on_unpaired='skip' to drop them.")
+    if only_rgb or only_th:
+        print(f"load_paired_rgbt: skipped {len(only_rgb)} RGB and {len(only_th)} thermal file(s) without a partner")
+    keys = sorted(set(rgb) & set(th))
+    if not keys:
+        raise ValueError(f"no RGB/thermal pairs under {root} (no file name appears in both). {RGBT_HELP}")
+    return [(rgb[k][0], th[k][0], rgb[k][1]) for k in keys]
+
+
+def _split_rgbt(full: PairedRGBT, subjects: np.ndarray, fractions: Sequence[float],
+                seed: int) -> dict[str, Dataset]:
+    """``{"train", "val", "test"}`` parts of ``full``: subject-disjoint (checked) when every file
+    name carries a subject id, else a seeded random split (and a note saying so)."""
+    n = len(subjects)
+    if (subjects >= 0).all():
+        parts = subject_split(full, fractions, seed)
+    else:
+        print(f"load_paired_rgbt: {int((subjects < 0).sum())} of {n} file names carry no subject id "
+              f"(like S01_...); using a seeded random split, so the same person may be in train and test.")
+        order = np.random.default_rng(seed).permutation(n)
+        cuts = (np.cumsum(fractions)[:-1] * n).round().astype(int)
+        parts = tuple(LabeledSubset(full, sorted(p.tolist())) for p in np.split(order, cuts))
+    names = ("train", "val", "test")[:len(parts)] if len(parts) <= 3 else [str(i) for i in range(len(parts))]
+    out: dict[str, Dataset] = dict(zip(names, parts))
+    if (subjects >= 0).all():
+        assert_no_subject_leakage(out)
+    return out
+
+
 def load_paired_rgbt(root: str | os.PathLike | None = None, image_size: int | None = 224,
                      fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0,
                      thermal_channels: int = 1, on_unpaired: str = "raise",
@@ -325,44 +368,15 @@ def load_paired_rgbt(root: str | os.PathLike | None = None, image_size: int | No
         raise _missing(root, "paired RGB-thermal data", "rgb/<class>/<name> + thermal/<class>/<name>", RGBT_HELP)
     if on_unpaired not in ("raise", "skip"):
         raise ValueError(f"on_unpaired must be 'raise' or 'skip', got {on_unpaired!r}")
-    rgb, th = _scan(root, "rgb"), _scan(root, "thermal")
-    if not rgb or not th:
-        raise _missing(root, f"{'RGB' if not rgb else 'thermal'} images", "image files "
-                       f"{IMAGE_EXTENSIONS} under rgb/<class>/ and thermal/<class>/", RGBT_HELP)
-    only_rgb, only_th = sorted(set(rgb) - set(th)), sorted(set(th) - set(rgb))
-    if (only_rgb or only_th) and on_unpaired == "raise":
-        def show(keys):
-            return ", ".join(keys[:10]) + (f" … ({len(keys)} in all)" if len(keys) > 10 else "") or "none"
-        raise ValueError(f"unpaired images under {root}: RGB without thermal partner: {show(only_rgb)}; "
-                         f"thermal without RGB partner: {show(only_th)}. Every rgb/<class>/<name> needs "
-                         f"thermal/<class>/<same name> (extension may differ). Add the partners, remove "
-                         f"the extra files, or pass on_unpaired='skip' to drop them.")
-    if only_rgb or only_th:
-        print(f"load_paired_rgbt: skipped {len(only_rgb)} RGB and {len(only_th)} thermal file(s) without a partner")
-    keys = sorted(set(rgb) & set(th))
-    if not keys:
-        raise ValueError(f"no RGB/thermal pairs under {root} (no file name appears in both). {RGBT_HELP}")
     files, labels, subjects = [], [], []
-    for k in keys:
-        (fr, cname), (ft, _) = rgb[k], th[k]
+    for fr, ft, cname in _rgbt_pairs(root, on_unpaired):
         labels.append(class_index(cname, where=str(fr.parent)))
         files.append((fr, ft))
         s = parse_subject(fr.name)
         subjects.append(-1 if s is None else s)
     subjects_arr = np.asarray(subjects)
-    full = PairedRGBT(files, labels, subjects_arr, image_size, thermal_channels)
-    if (subjects_arr >= 0).all():
-        parts = subject_split(full, fractions, seed)
-    else:
-        print(f"load_paired_rgbt: {int((subjects_arr < 0).sum())} of {len(keys)} file names carry no subject id "
-              f"(like S01_...); using a seeded random split, so the same person may be in train and test.")
-        order = np.random.default_rng(seed).permutation(len(keys))
-        cuts = (np.cumsum(fractions)[:-1] * len(keys)).round().astype(int)
-        parts = tuple(LabeledSubset(full, sorted(p.tolist())) for p in np.split(order, cuts))
-    names = ("train", "val", "test")[:len(parts)] if len(parts) <= 3 else [str(i) for i in range(len(parts))]
-    out: dict[str, Dataset] = dict(zip(names, parts))
-    if (subjects_arr >= 0).all():
-        assert_no_subject_leakage(out)
+    out = _split_rgbt(PairedRGBT(files, labels, subjects_arr, image_size, thermal_channels), subjects_arr,
+                      fractions, seed)
     if transforms:
         out = {k: _TransformedSubset(v, transforms.get(k)) for k, v in out.items()}
     return out
@@ -465,24 +479,9 @@ def _read_coco_json(data: dict, path: Path) -> tuple[dict[str, list[str]], dict[
     return dict(caps), None
 
 
-def load_captions(captions_file: str | os.PathLike | None = None, images_dir: str | os.PathLike | None = None,
-                  image_size: int | None = 224, transform: Callable | None = None,
-                  split_file: str | os.PathLike | None = None) -> dict[str, CaptionDataset] | CaptionDataset:
-    """Load an image–caption data set.
-
-    ``captions_file``: Flickr8k ``captions.txt`` (``image,caption``; several lines per image),
-    a COCO ``captions_*.json``, or a Karpathy split JSON (``dataset_flickr8k.json`` /
-    ``dataset_coco.json``); default ``data/flickr8k/captions.txt``. Images come from
-    ``images_dir`` (default: ``Images/``, ``images/`` or the folder next to the file).
-    ``split_file``: optional Karpathy JSON giving the splits of a Flickr8k/COCO file.
-    Returns ``{"train", "val", "test"}`` datasets with a Karpathy split, else one
-    :class:`CaptionDataset`. Captions whose image file is missing are dropped and counted;
-    if none is found the error names the folder searched.
-    """
-    path = Path(captions_file) if captions_file is not None else data_dir() / "flickr8k" / "captions.txt"
-    if not path.is_file():
-        raise _missing(path, "captions file", "Flickr8k captions.txt, COCO captions_*.json or a Karpathy "
-                       "dataset_*.json", CAPTIONS_HELP)
+def _read_captions(path: Path) -> tuple[dict[str, list[str]], dict[str, str] | None]:
+    """``({image name: captions}, {image name: split} or None)`` of a Flickr8k ``captions.txt``,
+    a COCO ``captions_*.json`` or a Karpathy ``dataset_*.json``."""
     split_of = None
     if path.suffix.lower() == ".json":
         try:
@@ -494,10 +493,12 @@ def load_captions(captions_file: str | os.PathLike | None = None, images_dir: st
         caps = _read_flickr_txt(path)
     if not caps:
         raise ValueError(f"{path} holds no captions. {CAPTIONS_HELP}")
-    if split_file is not None:
-        sdata = json.loads(Path(split_file).read_text(encoding="utf-8"))
-        _, split_of = _read_coco_json(sdata, Path(split_file))
-        split_of = {Path(k).name: v for k, v in split_of.items()}
+    return caps, split_of
+
+
+def _caption_images(path: Path, images_dir: str | os.PathLike | None) -> Path:
+    """The folder holding the images of the captions file ``path``: ``images_dir`` if given, else
+    ``Images/``, ``images/``, ``Flicker8k_Dataset/`` or ``Flickr8k_Dataset/`` beside it, else its own folder."""
     if images_dir is not None:
         img_root = Path(images_dir)
     else:
@@ -505,7 +506,13 @@ def load_captions(captions_file: str | os.PathLike | None = None, images_dir: st
         img_root = next((c for c in cands if c.is_dir()), path.parent)
     if not img_root.is_dir():
         raise _missing(img_root, "image folder", "a folder with the caption file's images", CAPTIONS_HELP)
+    return img_root
 
+
+def _pair_captions(caps: dict[str, list[str]], split_of: dict[str, str] | None, path: Path,
+                   img_root: Path) -> tuple[list[Path], list[list[str]], list[str]]:
+    """``(image files, their captions, their splits)`` for the images found in ``img_root`` (by
+    name, then by file name); the others are counted and skipped."""
     def locate(name: str) -> Path | None:
         for cand in (img_root / name, img_root / Path(name).name):
             if cand.is_file():
@@ -528,6 +535,33 @@ def load_captions(captions_file: str | os.PathLike | None = None, images_dir: st
     if missing:
         print(f"load_captions: {len(missing)} of {len(caps)} images named in {path.name} are not in {img_root} "
               f"(e.g. {', '.join(missing[:3])}); their captions are skipped.")
+    return files, texts, splits
+
+
+def load_captions(captions_file: str | os.PathLike | None = None, images_dir: str | os.PathLike | None = None,
+                  image_size: int | None = 224, transform: Callable | None = None,
+                  split_file: str | os.PathLike | None = None) -> dict[str, CaptionDataset] | CaptionDataset:
+    """Load an image–caption data set.
+
+    ``captions_file``: Flickr8k ``captions.txt`` (``image,caption``; several lines per image),
+    a COCO ``captions_*.json``, or a Karpathy split JSON (``dataset_flickr8k.json`` /
+    ``dataset_coco.json``); default ``data/flickr8k/captions.txt``. Images come from
+    ``images_dir`` (default: ``Images/``, ``images/`` or the folder next to the file).
+    ``split_file``: optional Karpathy JSON giving the splits of a Flickr8k/COCO file.
+    Returns ``{"train", "val", "test"}`` datasets with a Karpathy split, else one
+    :class:`CaptionDataset`. Captions whose image file is missing are dropped and counted;
+    if none is found the error names the folder searched.
+    """
+    path = Path(captions_file) if captions_file is not None else data_dir() / "flickr8k" / "captions.txt"
+    if not path.is_file():
+        raise _missing(path, "captions file", "Flickr8k captions.txt, COCO captions_*.json or a Karpathy "
+                       "dataset_*.json", CAPTIONS_HELP)
+    caps, split_of = _read_captions(path)
+    if split_file is not None:
+        sdata = json.loads(Path(split_file).read_text(encoding="utf-8"))
+        _, split_of = _read_coco_json(sdata, Path(split_file))
+        split_of = {Path(k).name: v for k, v in split_of.items()}
+    files, texts, splits = _pair_captions(caps, split_of, path, _caption_images(path, images_dir))
     if split_of is None:
         return CaptionDataset(files, texts, image_size, transform)
     out = {}

@@ -58,8 +58,9 @@ from torch import nn
 
 from ..config import get_profile
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_pixels
-from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, count_parameters, is_local_dir, load_pretrained,
-                         quick_vit_config, resnet_weights)
+from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, is_local_dir, load_pretrained, quick_vit_config,
+                         resnet_weights)
+from .summary import format_parameter_table, parameter_table
 from .vit import pool_tokens
 
 __all__ = [
@@ -499,30 +500,21 @@ class CLIP(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def parameter_summary(self) -> pd.DataFrame:
-        """Trainable and frozen parameter counts per component (a DataFrame)."""
+        """Trainable and frozen parameter counts per component, and in total (``parameter_table``)."""
         text = self.text_encoder
         parts = {
             f"image backbone ({getattr(self.image_encoder, 'backbone_name', '?')})": self.image_encoder.backbone,
             "image projection head": self.image_encoder.projection,
             f"text transformer ({text.kind}, frozen)": text.transformer,
+            "text projection + LayerNorm": text.projection,
+            "logit_scale (temperature)": nn.ParameterList([self.logit_scale]),
         }
-        if text.projection is not None:
-            parts["text projection + LayerNorm"] = text.projection
-        rows = {name: count_parameters(m) for name, m in parts.items()}
-        n = self.logit_scale.numel()
-        rows["logit_scale (temperature)"] = {"trainable": n if self.logit_scale.requires_grad else 0,
-                                             "frozen": 0 if self.logit_scale.requires_grad else n, "total": n}
-        table = pd.DataFrame(rows).T[["trainable", "frozen", "total"]]
-        table.loc["total"] = table.sum()
-        return table
+        return parameter_table(parts, self)
 
     def print_parameter_summary(self) -> pd.DataFrame:
         """Print the summary table and the trainable share; returns the table."""
         table = self.parameter_summary()
-        print(table.to_string(formatters={c: "{:,}".format for c in table.columns}))
-        total = table.loc["total"]
-        print(f"Trainable: {total.trainable:,} of {total.total:,} parameters "
-              f"({100 * total.trainable / total.total:.1f}%)")
+        print(format_parameter_table(table))
         return table
 
 

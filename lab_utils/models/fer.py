@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .pretrained import DEFAULT_VIT, count_parameters, load_pretrained, quick_vit_config, quiet_transformers
+from .pretrained import DEFAULT_VIT, load_pretrained, quick_vit_config, quiet_transformers
 from .vit import POOLINGS, encoder_layers, pool_tokens
 
 MODES = ("rgb", "thermal", "combined")
@@ -202,10 +202,6 @@ class _FERBase(nn.Module):
         flag = "is_activation_checkpointing"   # transformers ≥ 5; "is_gradient_checkpointing" before
         return any(getattr(v, flag if hasattr(v, flag) else "is_gradient_checkpointing", False)
                    for v in self._backbones())
-
-    def parameter_counts(self) -> dict[str, int]:
-        """``{"trainable", "frozen", "total"}`` parameter counts."""
-        return count_parameters(self)
 
     @property
     def image_size(self) -> int:

@@ -59,8 +59,9 @@ from ..data.transforms import NORMALIZATION, to_pixels
 from .clip import channels_last
 from .clip_names import CLIP_RESNET_NAMES, is_open_clip_name, lab_checkpoint_file, resolve_clip_name
 from .fer import make_fer_head
-from .pretrained import (PretrainedUnavailable, _hub_reachable, _offline, count_parameters,
-                         is_local_dir, load_pretrained, quick_vit_config)
+from .pretrained import (PretrainedUnavailable, _hub_reachable, _offline, is_local_dir, load_pretrained,
+                         quick_vit_config)
+from .summary import parameter_table
 from .vit import pool_tokens
 
 #: How each branch normalises its input (transformers' ViT and CLIP image processors): the
@@ -521,9 +522,7 @@ class HybridViTCLIP(nn.Module):
         parts = {"ViT branch": self.vit, "CLIP branch (frozen)": self.clip,
                  "fusion (projection + attention)": fusion, "classifier": self.classifier,
                  "auxiliary ViT classifier (training only)": self.aux_head}
-        rows = {name: count_parameters(m) for name, m in parts.items() if m is not None}
-        rows["total"] = count_parameters(self)
-        return pd.DataFrame(rows).T[["trainable", "frozen", "total"]]
+        return parameter_table(parts, self)
 
     def extra_repr(self) -> str:
         return f"fusion={self.fusion!r}, vit_dim={self.vit_dim}, clip_dim={self.clip_dim}, classes={self.num_classes}"

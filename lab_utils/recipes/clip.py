@@ -40,7 +40,7 @@ from ..models.clip import (_MINILM_ALIASES, CLIP, IMAGE_BACKBONES, IMAGE_ENCODER
 from ..models.pretrained import DEFAULT_VIT
 from ..paths import checkpoints_dir, configs_dir, rel
 from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from ..training import contrastive_loss, fit
+from ..training import Stopping, adamw, contrastive_loss, fit, get_optimizer_and_scheduler
 
 __all__ = [
     "RECIPES", "clip_settings", "describe_recipe", "clip_model_from_config", "CLIPStep", "train_clip",
@@ -131,7 +131,9 @@ def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int 
                learning_rate: float = 1e-3, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
                test: CaptionData | None = None, seed: int = 0, progress: bool = False,
                verbose: bool = True, group_size: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train ``model`` on ``train`` with ``lab_utils.training.fit`` (AdamW + cosine schedule).
+    """Train ``model`` on ``train`` with ``lab_utils.training.fit``: ``get_optimizer_and_scheduler``
+    (one learning rate, weight decay on weight matrices only, cosine schedule after
+    ``warmup_fraction`` of the steps).
 
     Each epoch draws one of each image's captions at random. With ``test``, each epoch also
     reports held-out Recall@1 (first caption of each image, both directions).
@@ -139,8 +141,6 @@ def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int 
     Returns ``(history, trace)``: fit's per-epoch DataFrame and a per-step DataFrame
     (``step, loss, temperature``).
     """
-    from transformers import get_cosine_schedule_with_warmup
-
     generator = torch.Generator().manual_seed(seed)
     if group_size > 1:   # batches made of whole groups (one person's faces): harder negatives
         sampler = GroupShuffleSampler(len(train), group_size, generator)
@@ -150,13 +150,8 @@ def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int 
         loader = torch.utils.data.DataLoader(CaptionPairs(train), batch_size=batch_size, shuffle=True,
                                              drop_last=True, generator=generator)
     steps = epochs * len(loader)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.dim() < 2 else decay).append(p)   # biases, norms, logit_scale
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(warmup_fraction * steps), steps)
+    optimizer, scheduler = get_optimizer_and_scheduler(model, learning_rate, int(warmup_fraction * steps), steps,
+                                                       weight_decay, backbone_lr_scale=1.0, decay_matrices_only=True)
     step = CLIPStep()
 
     def eval_fn(m: CLIP) -> dict[str, float]:
@@ -168,7 +163,7 @@ def train_clip(model: CLIP, train: CaptionData, *, epochs: int, batch_size: int 
         return row
 
     history = fit(model, loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-                  step_fn=step, eval_fn=eval_fn, metric="none", seed=seed, progress=progress,
+                  step_fn=step, eval_fn=eval_fn, stopping=Stopping(metric="none"), seed=seed, progress=progress,
                   verbose=verbose)
     return history, step.trace()
 
@@ -428,8 +423,7 @@ def benchmark_training_throughput(model: CLIP, image_size: int, batch_size: int 
     device = model.logit_scale.device
     dtype = amp_dtype(device, amp)
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    params = model.get_trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=1e-5)
+    opt = adamw(model, 1e-5, decay_matrices_only=True)           # train_clip's groups
     images = torch.rand(batch_size, 3, image_size, image_size, device=device)
     feats = torch.randn(batch_size, model.text_encoder.feature_dim, device=device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -493,8 +487,7 @@ def train_projection_heads(model: CLIP, loss_fn, image_features: torch.Tensor, t
         head.to(device)
     image_features, text_features = image_features.to(device), text_features.to(device)
     logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07), device=device))
-    params = [p for h in heads for p in h.parameters()] + [logit_scale]
-    opt = torch.optim.AdamW(params, lr=learning_rate)
+    opt = adamw(nn.ModuleList([*heads, nn.ParameterList([logit_scale])]), learning_rate)
     losses = []                                  # on the device; read once, after the loop
     for _ in range(steps):
         idx = torch.randint(len(image_features), (batch_size,), generator=gen)
