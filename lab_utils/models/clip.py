@@ -56,7 +56,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import get_profile
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_pixels
 from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, count_parameters, is_local_dir, load_pretrained,
                          quick_vit_config, resnet_weights)
@@ -117,13 +116,13 @@ class CLIPImageEncoder(nn.Module):
     """
 
     def __init__(self, backbone: str = "resnet50", embed_dim: int = 512, pretrained: bool | None = None,
-                 image_size: int | None = None, *, profile: str | None = None):
+                 image_size: int | None = None, *, profile: str = "quick"):
         super().__init__()
         import torchvision
 
         _check_backbone(backbone)
         if pretrained is None:
-            pretrained = (profile or get_profile()) == "full"
+            pretrained = profile == "full"
         weights = resnet_weights(backbone) if pretrained else None
         try:
             net = getattr(torchvision.models, backbone)(weights=weights)
@@ -183,12 +182,11 @@ class ViTImageEncoder(nn.Module):
     """
 
     def __init__(self, model_name: str | None = None, embed_dim: int = 512, image_size: int = 32,
-                 pretrained: bool | None = None, *, profile: str | None = None,
+                 pretrained: bool | None = None, *, profile: str = "quick",
                  vit_config: Any = None):
         super().__init__()
         from transformers import ViTConfig, ViTModel
 
-        profile = profile or get_profile()
         if pretrained is None:
             pretrained = profile == "full"
         self.backbone_name, self.embed_dim, self.image_size = "vit", embed_dim, int(image_size)
@@ -291,11 +289,10 @@ class CLIPTextEncoder(nn.Module):
     """
 
     def __init__(self, model_name: str | os.PathLike | None = None, embed_dim: int = 512,
-                 pooling: str = "auto", profile: str | None = None, verbose: bool = True):
+                 pooling: str = "auto", profile: str = "quick", verbose: bool = True):
         super().__init__()
         if pooling not in ("auto", "cls", "mean"):
             raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {pooling!r}")
-        profile = profile or get_profile()
         self.profile = profile
         requested = str(model_name) if model_name is not None else DEFAULT_TEXT_MODELS[profile]
         try:
@@ -529,7 +526,7 @@ class CLIP(nn.Module):
 def create_clip_model(device: str | torch.device = "cpu", text_model_name: str | None = None,
                       image_backbone: str = "resnet50", pretrained: bool | None = None,
                       embed_dim: int = 512, *, image_size: int | None = None, pooling: str = "auto",
-                      vit_model_name: str | None = None, profile: str | None = None,
+                      vit_model_name: str | None = None, profile: str = "quick",
                       verbose: bool = True) -> CLIP:
     """Build a CLIP model of either recipe (the asymmetric one by default).
 
@@ -545,7 +542,6 @@ def create_clip_model(device: str | torch.device = "cpu", text_model_name: str |
             ``None``: 224 in the full profile, 32 in the quick one.
         vit_model_name: the ViT to load for ``"vit"`` (default ``google/vit-base-patch16-224-in21k``).
     """
-    profile = profile or get_profile()
     _check_backbone(image_backbone, IMAGE_BACKBONES)
     if pretrained is None:
         pretrained = profile == "full"

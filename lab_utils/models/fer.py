@@ -100,7 +100,7 @@ def make_fer_head(hidden_size: int, num_classes: int = 7, dropout_rate: float = 
 
 
 def load_vit_backbone(model_name: str = DEFAULT_VIT, *, quick_config: Any = None,
-                      profile: str | None = None, verbose: bool = True, what: str = "ViT backbone") -> nn.Module:
+                      profile: str = "quick", verbose: bool = True, what: str = "ViT backbone") -> nn.Module:
     """A ``transformers.ViTModel`` without its pooler (we pool ourselves).
 
     ``model_name``: hub id (full profile; offline-safe, see ``load_pretrained``) or a local
@@ -238,7 +238,7 @@ class ViTForFER(_FERBase):
     def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7,
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
-                 profile: str | None = None, verbose: bool = True):
+                 profile: str = "quick", verbose: bool = True):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
@@ -304,7 +304,7 @@ class EarlyFusionViT(_FERBase):
     def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7, fusion_type: str = "concat",
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
-                 profile: str | None = None, verbose: bool = True):
+                 profile: str = "quick", verbose: bool = True):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
@@ -413,7 +413,7 @@ class LateFusionViT(_FERBase):
                  fusion_layer: str = "feature", freeze_backbone: bool = False, dropout_rate: float = 0.1, *,
                  pooling: str = "cls", num_heads: int = 4, thermal_model_name: str | None = None,
                  gradient_checkpointing: bool = False, aux_weight: float = 0.0, quick_config: Any = None,
-                 profile: str | None = None, verbose: bool = True):
+                 profile: str = "quick", verbose: bool = True):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)

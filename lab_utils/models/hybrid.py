@@ -168,7 +168,7 @@ class FrozenCLIPBranch(nn.Module):
                    mean, std, source=source)
 
 
-def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool = True,
+def load_clip_branch(model_name: str, profile: str = "quick", verbose: bool = True,
                      **clip_kwargs: Any) -> FrozenCLIPBranch:
     """The frozen CLIP branch for ``clip.model_name``, following the profile rules.
 
@@ -184,9 +184,6 @@ def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool 
       ``checkpoints/`` (``load_clip_image_encoder``: trained briefly when missing; a
       checkpoint of another architecture raises ``CheckpointError`` and is left untouched).
     """
-    from ..config import get_profile
-
-    profile = profile or get_profile()
     target = resolve_clip_name(model_name)
     if profile == "full" and is_open_clip_name(target):
         return open_clip_branch(target)
@@ -383,7 +380,7 @@ class HybridViTCLIP(nn.Module):
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_config(cls, config: Mapping, num_classes: int, fusion: str | None = None,
-                    profile: str | None = None, clip: FrozenCLIPBranch | None = None,
+                    profile: str = "quick", clip: FrozenCLIPBranch | None = None,
                     vit_overrides: Mapping | None = None, verbose: bool = True,
                     **kwargs: Any) -> "HybridViTCLIP":
         """Build the model that ``configs/model.yml`` describes.
@@ -394,7 +391,7 @@ class HybridViTCLIP(nn.Module):
                 ``fusion.aux_weight``).
             num_classes: number of classes (7 for FER).
             fusion: override ``fusion.method`` (e.g. ``"vit_only"`` for a baseline).
-            profile: ``"quick"`` / ``"full"``; default ``get_profile()``.
+            profile: the notebook's settled profile (``lab.profile``): ``"quick"`` / ``"full"``.
             clip: an already loaded ``FrozenCLIPBranch`` to share between models (it is
                 frozen, so sharing is safe and saves loading it again).
             vit_overrides: changes to the quick profile's small ViT config

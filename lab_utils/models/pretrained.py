@@ -21,7 +21,6 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ..config import get_profile
 from ..paths import is_local_dir
 
 
@@ -131,7 +130,7 @@ def _from_pretrained(model_cls: Any, name: str, **kwargs: Any) -> Any:
 
 
 def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_config: Any = None,
-                    what: str = "model", profile: str | None = None, verbose: bool = True,
+                    what: str = "model", profile: str = "quick", verbose: bool = True,
                     **kwargs: Any) -> Any:
     """Load ``model_cls.from_pretrained(name_or_path)`` following the profile rules above,
     quietly (``quiet_transformers``: no progress bars, no load report).
@@ -141,8 +140,8 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
         name_or_path: a hub id (``google/vit-base-patch16-224-in21k``) or a local directory.
         quick_config: the small config used instead of a hub id in the quick profile.
         what: how to name this model in messages ("ViT backbone", "CLIP text encoder").
+        profile: the notebook's settled profile (``lab.profile``); ``"quick"`` never downloads.
     """
-    profile = profile or get_profile()
     name = str(name_or_path)
     if is_local_dir(name):
         try:

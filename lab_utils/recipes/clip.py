@@ -92,7 +92,7 @@ def describe_recipe(settings: Mapping[str, Any]) -> str:
 
 
 def clip_model_from_config(config: Mapping, which: str = "main", device: str | torch.device = "cpu",
-                           *, profile: str | None = None, verbose: bool = True) -> CLIP:
+                           *, profile: str = "quick", verbose: bool = True) -> CLIP:
     """``create_clip_model`` with the settings of ``clip_settings(config, which)``."""
     return create_clip_model(device, **clip_settings(config, which), profile=profile, verbose=verbose)
 
