@@ -49,16 +49,19 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from ..checkpoints import CheckpointError, load_checkpoint
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_pixels
 from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, count_parameters, is_local_dir, load_pretrained,
-                         quick_vit_config, resnet_weights)
+                         quick_vit_config, resnet_weights, vit_spec)
+from ..paths import rel
 from .vit import pool_tokens
 
 __all__ = [
@@ -115,6 +118,8 @@ class CLIPImageEncoder(nn.Module):
     so every caller feeds the same thing. Output ``(B, embed_dim)`` with unit L2 norm.
     """
 
+    normalization = (IMAGENET_MEAN, IMAGENET_STD)   # per-channel mean, std of the pixels in [0, 1]
+
     def __init__(self, backbone: str = "resnet50", embed_dim: int = 512, pretrained: bool | None = None,
                  image_size: int | None = None, *, profile: str = "quick"):
         super().__init__()
@@ -136,8 +141,8 @@ class CLIPImageEncoder(nn.Module):
         self.backbone = net
         f = self.feature_dim
         self.projection = nn.Sequential(nn.Linear(f, f), nn.GELU(), nn.Linear(f, embed_dim))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(self.normalization[0]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.normalization[1]).view(1, 3, 1, 1), persistent=False)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` bytes or [0, 1] floats → backbone features ``(B, feature_dim)`` (no head)."""
@@ -181,6 +186,8 @@ class ViTImageEncoder(nn.Module):
     [-1, 1] (the ViT checkpoints' mean 0.5, std 0.5) inside; output ``(B, embed_dim)``.
     """
 
+    normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))   # the ViT checkpoints': pixels to [-1, 1]
+
     def __init__(self, model_name: str | None = None, embed_dim: int = 512, image_size: int = 32,
                  pretrained: bool | None = None, *, profile: str = "quick",
                  vit_config: Any = None):
@@ -202,8 +209,8 @@ class ViTImageEncoder(nn.Module):
         self.pretrained = bool(pretrained) and vit_config is None
         self.feature_dim = self.backbone.config.hidden_size
         self.projection = nn.Sequential(nn.Linear(self.feature_dim, embed_dim), nn.LayerNorm(embed_dim))
-        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5), persistent=False)
-        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.5), persistent=False)
+        self.register_buffer("mean", torch.tensor(self.normalization[0]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.normalization[1]).view(1, 3, 1, 1), persistent=False)
 
     def _cls(self, pixel_values: torch.Tensor) -> torch.Tensor:
         size = self.backbone.config.image_size
@@ -234,6 +241,95 @@ class ViTImageEncoder(nn.Module):
 
 
 IMAGE_ENCODERS = (CLIPImageEncoder, ViTImageEncoder)
+
+
+def read_encoder_architecture(path: Path) -> dict[str, Any]:
+    """The architecture an image-encoder checkpoint records (``save_clip_image_encoder``
+    writes it: ``backbone``, ``embed_dim``, ``image_size``, for a ViT its whole
+    ``vit_config``), read from the file's metadata without loading a weight."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated and cannot be read ({err}). "
+                              "Delete it to retrain, or restore an earlier copy.") from None
+    state = json.loads(meta.get("state", "{}"))
+    if "backbone" not in state or "embed_dim" not in state:
+        raise CheckpointError(f"{path} does not say which image encoder it holds (no backbone/embed_dim "
+                              "in its state): it was not written by save_clip_image_encoder. "
+                              "Delete it to retrain.")
+    return state
+
+
+def image_encoder_architecture(image_backbone: str, embed_dim: int, image_size: int, pretrained: bool | None = None,
+                               vit_model_name: str | None = None, profile: str = "quick") -> dict[str, Any]:
+    """The architecture of the image encoder ``create_clip_model`` builds with these settings
+    (what its checkpoint would record), without building it or downloading anything: a
+    ResNet's name, or for ``"vit"`` the ``ViTConfig`` of the hub ViT when pretrained
+    (``vit_spec``) or of the lab's small ViT (``quick_vit_config``) otherwise."""
+    architecture: dict[str, Any] = {"backbone": _check_backbone(image_backbone, IMAGE_BACKBONES),
+                                    "embed_dim": int(embed_dim), "image_size": int(image_size)}
+    if image_backbone == "vit":
+        pretrained = profile == "full" if pretrained is None else pretrained
+        small = quick_vit_config(image_size=int(image_size))
+        architecture["vit_config"] = vit_spec(vit_model_name or DEFAULT_VIT, "full" if pretrained else "quick",
+                                              small).config
+    return architecture
+
+
+def image_encoder_from_architecture(architecture: Mapping[str, Any], where: str = "the architecture"
+                                    ) -> CLIPImageEncoder | ViTImageEncoder:
+    """A random-init image encoder of either recipe as ``architecture`` describes it
+    (``read_encoder_architecture``: backbone, embed_dim, image_size, a ViT's ``vit_config``);
+    no download, on the current default device (``meta`` for shapes only). ``where`` names
+    the source in messages (a checkpoint's path)."""
+    if architecture["backbone"] not in IMAGE_BACKBONES:
+        raise CheckpointError(f"{where}: unknown backbone {architecture['backbone']!r} in its state "
+                              f"(allowed: {', '.join(IMAGE_BACKBONES)}).")
+    image_size, embed_dim = int(architecture.get("image_size", 32)), int(architecture["embed_dim"])
+    if architecture["backbone"] != "vit":
+        return CLIPImageEncoder(architecture["backbone"], embed_dim, pretrained=False, image_size=image_size)
+    if "vit_config" not in architecture:
+        raise CheckpointError(f"{where} holds a ViT image encoder but not its ViT config: it was "
+                              "not written by save_clip_image_encoder. Delete it and run notebook 02 again.")
+    return ViTImageEncoder(embed_dim=embed_dim, image_size=image_size, vit_config=architecture["vit_config"])
+
+
+def load_image_encoder(path: str | os.PathLike, *, backbone: str | None = None, embed_dim: int | None = None,
+                       device: str | torch.device = "cpu", freeze: bool = False,
+                       verbose: bool = True) -> CLIPImageEncoder | ViTImageEncoder:
+    """The image encoder notebook 02 saved at ``path``: built from the architecture the file
+    records (``image_encoder_from_architecture``), then its weights loaded. Never trains.
+
+    Args:
+        backbone, embed_dim: when given, the checkpoint must hold this architecture;
+            otherwise ``CheckpointError`` (the file is never overwritten).
+        freeze: set ``requires_grad=False`` on every weight and switch to eval mode.
+
+    Raises ``FileNotFoundError`` when there is no file (run notebook 02, or
+    ``lab_utils.recipes.clip.load_clip_image_encoder`` trains one), ``CheckpointError`` for a
+    corrupt file or one of a different architecture."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No CLIP image encoder at {path}. Run notebook 02 (it saves one "
+                                "there), or call load_clip_image_encoder(train_if_missing=True).")
+    state = read_encoder_architecture(path)
+    for key, value in {"backbone": backbone, "embed_dim": embed_dim}.items():
+        if value is not None and state[key] != value:
+            raise CheckpointError(f"{path} holds a CLIP image encoder with {key}={state[key]!r}, but "
+                                  f"{key}={value!r} was asked for. Ask for {state[key]!r}, or delete/rename "
+                                  "the file and run notebook 02 again to train the architecture you want "
+                                  "(it was not modified).")
+    encoder = image_encoder_from_architecture(state, str(path))
+    load_checkpoint(path, encoder)
+    encoder.to(device)
+    if freeze:
+        encoder.requires_grad_(False)
+        encoder.eval()
+    if verbose:
+        print(f"Loaded the CLIP image encoder ({state['backbone']}, {state['embed_dim']}-d, "
+              f"{encoder.image_size} px) from {rel(path)}.")
+    return encoder
 
 
 # ─────────────────────────────────────────────────────────────────────────────

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .pretrained import DEFAULT_VIT, count_parameters, load_pretrained, quick_vit_config, quiet_transformers
+from .pretrained import DEFAULT_VIT, count_parameters, load_vit, quiet_transformers, vit_spec
 from .vit import POOLINGS, encoder_layers, pool_tokens
 
 MODES = ("rgb", "thermal", "combined")
@@ -107,11 +107,8 @@ def load_vit_backbone(model_name: str = DEFAULT_VIT, *, quick_config: Any = None
     ``save_pretrained`` folder; in the quick profile a hub id gives ``quick_config``
     (default ``quick_vit_config()``: 32 px, patch 8, hidden 64, 4 layers), random init.
     """
-    from transformers import ViTModel
-
     with quiet_transformers():              # no load report / progress bar for the unused pooler
-        vit = load_pretrained(ViTModel, model_name, quick_config=quick_config or quick_vit_config(),
-                              what=what, profile=profile, verbose=verbose)
+        vit = load_vit(vit_spec(model_name, profile, quick_config), what=what, verbose=verbose)
     vit.pooler = None  # unused: the [CLS] / mean feature goes straight into our head
     return vit
 

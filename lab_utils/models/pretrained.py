@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -124,6 +126,39 @@ def quick_vit_config(**overrides: Any):
     return ViTConfig(**settings)
 
 
+#: ViT sizes by the word in a model's name: (hidden, layers, heads), MLP 4 × hidden; CLIP's
+#: ViT towers have the same sizes.
+VIT_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16),
+             "huge": (1280, 32, 16)}
+
+
+def vit_shape_from_name(model_name: str, patch: int, image_size: int = 224) -> dict[str, Any]:
+    """Size, patch and resolution read from a ViT's hub name (``google/vit-large-patch16-224``,
+    ``openai/clip-vit-large-patch14-336``); what the name leaves out: ViT-B, ``patch``, 224 px.
+
+    The one place a shape is guessed from a name: ``cached_config`` gives ``None`` for a hub id
+    whose ``config.json`` is not on this machine (never downloaded), and the spec resolvers
+    (``vit_spec``, ``clip_branch_spec``) then build this shape, so that a model of the full
+    profile can be built on the ``meta`` device (the cost estimate) without a download."""
+    name = str(model_name).lower()
+    hidden, layers, heads = VIT_SIZES[next((s for s in VIT_SIZES if s in name), "base")]
+    found_patch, found_size = re.search(r"patch(\d+)", name), re.search(r"-(\d{3})(?:-|$)", name)
+    return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                intermediate_size=4 * hidden, patch_size=int(found_patch.group(1)) if found_patch else patch,
+                image_size=int(found_size.group(1)) if found_size else image_size)
+
+
+def cached_config(config_cls: Any, name_or_path: str) -> Any:
+    """``config_cls`` (``ViTConfig``, ``CLIPVisionConfig`` …) of a local folder or of a hub id in
+    the local Hugging Face cache; ``None`` when it is not on this machine. Never downloads."""
+    name = str(name_or_path)
+    try:
+        with quiet_transformers():
+            return config_cls.from_pretrained(name, **({} if is_local_dir(name) else {"local_files_only": True}))
+    except (OSError, ValueError):
+        return None
+
+
 def _from_pretrained(model_cls: Any, name: str, **kwargs: Any) -> Any:
     with quiet_transformers():
         return model_cls.from_pretrained(name, **kwargs)
@@ -179,6 +214,53 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
         return _from_pretrained(model_cls, name, **kwargs)
     except OSError as err:
         raise PretrainedUnavailable(f"{what}: downloading {name} failed ({err}). {how}") from None
+
+
+@dataclass(frozen=True)
+class ViTSpec:
+    """A ``transformers.ViTModel`` backbone, settled once from a model name and the profile.
+
+    ``name``: the hub id or local folder asked for; ``config``: the ``ViTConfig`` built (the
+    quick profile's small one for a hub id there); ``pretrained``: whether loading has weights
+    to fetch (a local folder, or a hub id in the full profile)."""
+
+    name: str
+    config: Any
+    pretrained: bool
+
+
+def vit_spec(model_name: str | os.PathLike = DEFAULT_VIT, profile: str = "quick",
+             quick_config: Any = None) -> ViTSpec:
+    """The ViT backbone ``model_name`` stands for in ``profile``, without a download: a local
+    folder's own config; in the quick profile a hub id gives ``quick_config`` (default
+    ``quick_vit_config()``); in the full profile a hub id's config from the local cache, else
+    its shape from its name (``vit_shape_from_name``)."""
+    from transformers import ViTConfig
+
+    name = str(model_name)
+    if profile == "quick" and not is_local_dir(name):
+        return ViTSpec(name, quick_config or quick_vit_config(), pretrained=False)
+    config = cached_config(ViTConfig, name) or ViTConfig(**vit_shape_from_name(name, patch=16))
+    return ViTSpec(name, config, pretrained=True)
+
+
+def build_vit(spec: ViTSpec, device: str | torch.device = "cpu", add_pooling_layer: bool = True) -> nn.Module:
+    """The architecture of ``spec``: a random-init ``ViTModel`` on ``device`` (``"meta"``: shapes
+    only, no memory); never downloads, never loads weights."""
+    from transformers import ViTModel
+
+    with torch.device(device):
+        return ViTModel(spec.config, add_pooling_layer=add_pooling_layer)
+
+
+def load_vit(spec: ViTSpec, what: str = "ViT backbone", verbose: bool = True) -> nn.Module:
+    """The ``ViTModel`` of ``spec`` with its weights: ``from_pretrained`` for a pretrained spec
+    (``load_pretrained``: the local folder, the hub cache, or the hub when reachable), else the
+    random-init model of its config, with one line saying so. Never trains."""
+    from transformers import ViTModel
+
+    return load_pretrained(ViTModel, spec.name, quick_config=spec.config, what=what,
+                           profile="full" if spec.pretrained else "quick", verbose=verbose)
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:
