@@ -19,9 +19,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .models.clip import (_MINILM_ALIASES, PACKAGED_MINILM, _auto_pooling, image_encoder_architecture,
                           image_encoder_from_architecture)
-from .models.fer import create_multimodal_vit_model, make_fer_head
-from .models.hybrid import HybridViTCLIP, build_clip_branch
-from .models.pretrained import DEFAULT_VIT, build_vit, is_local_dir, vit_spec
+from .models.fer import build_fer, fer_spec, make_fer_head
+from .models.hybrid import HybridSpec, build_clip_branch, build_hybrid
+from .models.pretrained import DEFAULT_VIT, is_local_dir, vit_spec
 from .models.vit import VisionTransformer
 from .recipes.clip import recipe_clip_branch_spec
 
@@ -115,13 +115,14 @@ def vit_config(profile: str):
 @lru_cache(maxsize=None)
 def fer_net(profile: str, image_size: int, spec: tuple = (("mode", "rgb"),),
             trainable: int | str = "all") -> Net:
-    """Notebooks 04-05: ``create_multimodal_vit_model(**dict(spec))`` at ``image_size``.
-    ``trainable``: ``"all"``, ``"head"`` (frozen backbone) or ``k`` (the top k blocks open)."""
+    """Notebooks 04-05: ``create_multimodal_vit_model(**dict(spec))`` on the default ViT of
+    ``profile`` (``fer_spec``, built by ``build_fer``) at ``image_size``. ``trainable``:
+    ``"all"``, ``"head"`` (frozen backbone) or ``k`` (the top k blocks open)."""
     kwargs = dict(spec)
+    settled = fer_spec(DEFAULT_VIT, profile, **kwargs)
 
     def build():
-        m = create_multimodal_vit_model(**kwargs, model_name=DEFAULT_VIT, quick_config=vit_config(profile),
-                                        profile="quick", verbose=False)   # a config, not a download
+        m = build_fer(settled)
         if trainable != "all":
             m.freeze()
             if trainable != "head":
@@ -264,7 +265,7 @@ def clip_branch_spec(profile: str, model_name: str = "ViT-B/32") -> tuple[Callab
     Raises ``ValueError`` for a name ``resolve_clip_name`` refuses (the message lists the known ones)."""
     spec = recipe_clip_branch_spec(model_name, profile)
     branch = build_clip_branch(spec, "meta")
-    return (lambda: build_clip_branch(spec, torch.get_default_device())), int(branch.image_size), int(branch.embed_dim)
+    return (lambda: build_clip_branch(spec)), int(branch.image_size), int(branch.embed_dim)
 
 
 @lru_cache(maxsize=None)
@@ -276,15 +277,12 @@ def clip_branch_net(profile: str, model_name: str = "ViT-B/32") -> Net:
 
 @lru_cache(maxsize=None)
 def hybrid_net(profile: str, fusion: str, image_size: int, clip_name: str = "ViT-B/32") -> Net:
-    """Notebook 03's ``HybridViTCLIP`` on (ViT pixels, cached CLIP embeddings of the branch
-    ``clip_name`` names: their width is its ``embed_dim``, e.g. 512 for ViT-B/32, 1024 for RN50)."""
-    build_clip, _, embed = clip_branch_spec(profile, clip_name)
-
-    def build():
-        device = torch.get_default_device()
-        vit = build_vit(vit_spec(DEFAULT_VIT, profile), device, add_pooling_layer=False) if fusion != "clip_only" else None
-        clip = build_clip() if fusion != "vit_only" else None
-        return HybridViTCLIP(vit, clip, 7, fusion=fusion)
-    return Net(f"hybrid {fusion}", build, lambda b: {
+    """Notebook 03's ``HybridViTCLIP`` (``build_hybrid``: the default ViT of ``profile`` and the
+    branch ``clip_name`` names) on (ViT pixels, cached CLIP embeddings: their width is the
+    branch's ``embed_dim``, e.g. 512 for ViT-B/32, 1024 for RN50)."""
+    _, _, embed = clip_branch_spec(profile, clip_name)
+    spec = HybridSpec(vit_spec(DEFAULT_VIT, profile) if fusion != "clip_only" else None,
+                      recipe_clip_branch_spec(clip_name, profile) if fusion != "vit_only" else None, 7, fusion)
+    return Net(f"hybrid {fusion}", lambda: build_hybrid(spec), lambda b: {
         "pixel_values_vit": _images(b, image_size) if fusion != "clip_only" else None,
         "clip_embeds": torch.empty(b, embed)})

@@ -64,8 +64,10 @@ from .clip import channels_last, image_encoder_from_architecture, load_image_enc
 from .clip_names import (CLIP_RESNET_NAMES, default_checkpoint_path, is_open_clip_name, lab_checkpoint_file,
                          resolve_clip_name)
 from .fer import make_fer_head
-from .pretrained import (PretrainedUnavailable, _hub_reachable, _offline, cached_config, count_parameters,
-                         is_local_dir, load_pretrained, load_vit, quick_vit_config, vit_shape_from_name, vit_spec)
+from .pretrained import (PretrainedUnavailable, ViTSpec, _hub_reachable, _offline, build_vit, cached_config,
+                         count_parameters,
+                         is_local_dir, load_pretrained, load_vit, on_device, quick_vit_config, vit_shape_from_name,
+                         vit_spec)
 from .vit import pool_tokens
 
 #: How each branch normalises its input (transformers' ViT and CLIP image processors): the
@@ -225,17 +227,17 @@ def _lab_branch_spec(checkpoint: Path) -> CLIPBranchSpec:
     return CLIPBranchSpec("lab", str(checkpoint), architecture=architecture)
 
 
-def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device = "cpu") -> FrozenCLIPBranch:
-    """The architecture of ``spec`` as a frozen branch, random init, on ``device`` (``"meta"``:
-    shapes only). Never downloads, never loads weights, never trains.
+def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device | None = None) -> FrozenCLIPBranch:
+    """The architecture of ``spec`` as a frozen branch, random init, on ``device`` (``on_device``:
+    ``"meta"`` for shapes only). Never downloads, never loads weights, never trains.
 
     Raises ``FileNotFoundError`` for a notebook 02 encoder not saved yet (``spec.architecture``
     is ``None``): run notebook 02, or take the spec from ``lab_utils.recipes.clip``, which
     knows the recipe notebook 02 saves there."""
     if spec.kind == "open_clip":
-        return FrozenCLIPBranch.from_open_clip(_open_clip_random(spec.name, device=device),
-                                               source=f"open_clip {spec.name} (random init)")
-    with torch.device(device):
+        model = _open_clip_random(spec.name, device=device or torch.get_default_device())
+        return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {spec.name} (random init)")
+    with on_device(device):
         if spec.kind == "hf":
             from transformers import CLIPVisionModelWithProjection
 
@@ -487,18 +489,14 @@ class HybridViTCLIP(nn.Module):
             vit_overrides: changes to the quick profile's small ViT config
                 (``quick_vit_config``, which starts from std 0.1 so the branch learns in seconds).
         """
-        fusion = fusion or config["fusion"]["method"]
-        if fusion in FUSION_METHODS:    # the remedies the config asks for (fusions only)
-            for key in ("modality_dropout", "aux_weight"):
-                kwargs.setdefault(key, config["fusion"].get(key, 0.0))
+        spec = hybrid_spec(config, num_classes, fusion, profile, vit_overrides, with_clip=clip is None, **kwargs)
         vit = None
-        if fusion != "clip_only":
-            spec = vit_spec(config["vit"]["model_name"], profile, quick_vit_config(**dict(vit_overrides or {})))
-            vit = load_vit(spec, what="ViT branch", verbose=verbose)
+        if spec.vit is not None:
+            vit = load_vit(spec.vit, what="ViT branch", verbose=verbose)
             vit.pooler = None  # only the [CLS] vector is used: no unused (untrained) pooler
-        if clip is None and fusion != "vit_only":
-            clip = load_clip_branch(config["clip"]["model_name"], profile=profile, verbose=verbose)
-        return cls(vit, clip, num_classes, fusion=fusion, **kwargs)
+        if spec.clip is not None:
+            clip = load_clip_branch(spec.clip, verbose=verbose)
+        return cls(vit, clip, num_classes, fusion=spec.fusion, **dict(spec.options))
 
     # ---------------------------------------------------------------- preprocessing
     @property
@@ -611,6 +609,42 @@ class HybridViTCLIP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"fusion={self.fusion!r}, vit_dim={self.vit_dim}, clip_dim={self.clip_dim}, classes={self.num_classes}"
+
+
+@dataclass(frozen=True)
+class HybridSpec:
+    """Notebook 03's model, settled once (``hybrid_spec``): its ViT branch (``None`` for
+    ``clip_only``), its CLIP branch (``None`` for ``vit_only``, or when a loaded branch is shared),
+    the number of classes, the fusion and the other ``HybridViTCLIP`` arguments (``options``)."""
+
+    vit: ViTSpec | None
+    clip: CLIPBranchSpec | None
+    num_classes: int
+    fusion: str = "concat"
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+def hybrid_spec(config: Mapping, num_classes: int, fusion: str | None = None, profile: str = "quick",
+                vit_overrides: Mapping | None = None, with_clip: bool = True, **kwargs: Any) -> HybridSpec:
+    """The model ``HybridViTCLIP.from_config`` makes from ``configs/model.yml`` (same arguments;
+    ``with_clip=False`` leaves the CLIP branch out, for a branch that is passed in already)."""
+    fusion = fusion or config["fusion"]["method"]
+    if fusion in FUSION_METHODS:    # the remedies the config asks for (fusions only)
+        for key in ("modality_dropout", "aux_weight"):
+            kwargs.setdefault(key, config["fusion"].get(key, 0.0))
+    vit = (vit_spec(config["vit"]["model_name"], profile, quick_vit_config(**dict(vit_overrides or {})))
+           if fusion != "clip_only" else None)
+    clip = clip_branch_spec(config["clip"]["model_name"], profile) if with_clip and fusion != "vit_only" else None
+    return HybridSpec(vit, clip, int(num_classes), fusion, tuple(sorted(kwargs.items())))
+
+
+def build_hybrid(spec: HybridSpec, device: str | torch.device | None = None) -> HybridViTCLIP:
+    """The architecture of ``spec``, random init, on ``device`` (``on_device``: ``"meta"`` for
+    shapes only): the ViT without its pooler and the CLIP branch (``build_clip_branch``)."""
+    with on_device(device):
+        vit = build_vit(spec.vit, add_pooling_layer=False) if spec.vit is not None else None
+        clip = build_clip_branch(spec.clip) if spec.clip is not None else None
+        return HybridViTCLIP(vit, clip, spec.num_classes, fusion=spec.fusion, **dict(spec.options))
 
 
 def hybrid_step(label_key: str = "label"):

@@ -164,6 +164,11 @@ def _from_pretrained(model_cls: Any, name: str, **kwargs: Any) -> Any:
         return model_cls.from_pretrained(name, **kwargs)
 
 
+def _say_quick(what: str, model_cls: Any, config: Any, name: str) -> None:
+    print(f"Quick profile: {what} is a small {getattr(model_cls, '__name__', 'model')} "
+          f"({describe_config(config)}, random init) instead of {name}.")
+
+
 def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_config: Any = None,
                     what: str = "model", profile: str = "quick", verbose: bool = True,
                     **kwargs: Any) -> Any:
@@ -193,8 +198,7 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
                 "downloads. Pass a local directory, or run with LAB_PROFILE=full on a machine "
                 "with internet.")
         if verbose:
-            print(f"Quick profile: {what} is a small {getattr(model_cls, '__name__', 'model')} "
-                  f"({describe_config(quick_config)}, random init) instead of {name}.")
+            _say_quick(what, model_cls, quick_config, name)
         return model_cls(quick_config)
     try:  # the local cache first: works offline once a model was downloaded
         return _from_pretrained(model_cls, name, local_files_only=True, **kwargs)
@@ -244,23 +248,32 @@ def vit_spec(model_name: str | os.PathLike = DEFAULT_VIT, profile: str = "quick"
     return ViTSpec(name, config, pretrained=True)
 
 
-def build_vit(spec: ViTSpec, device: str | torch.device = "cpu", add_pooling_layer: bool = True) -> nn.Module:
-    """The architecture of ``spec``: a random-init ``ViTModel`` on ``device`` (``"meta"``: shapes
-    only, no memory); never downloads, never loads weights."""
+def on_device(device: str | torch.device | None) -> contextlib.AbstractContextManager:
+    """Where a ``build_*`` function creates its weights: ``device`` (``"meta"``: shapes only, no
+    memory), or the current default device when ``None``."""
+    return torch.device(device) if device is not None else contextlib.nullcontext()
+
+
+def build_vit(spec: ViTSpec, device: str | torch.device | None = None, add_pooling_layer: bool = True) -> nn.Module:
+    """The architecture of ``spec``: a random-init ``ViTModel`` of ``spec.config`` on ``device``
+    (``on_device``); never downloads, never loads weights."""
     from transformers import ViTModel
 
-    with torch.device(device):
+    with on_device(device):
         return ViTModel(spec.config, add_pooling_layer=add_pooling_layer)
 
 
 def load_vit(spec: ViTSpec, what: str = "ViT backbone", verbose: bool = True) -> nn.Module:
     """The ``ViTModel`` of ``spec`` with its weights: ``from_pretrained`` for a pretrained spec
     (``load_pretrained``: the local folder, the hub cache, or the hub when reachable), else the
-    random-init model of its config, with one line saying so. Never trains."""
+    random-init model of its config (``build_vit``), with one line saying so. Never trains."""
     from transformers import ViTModel
 
-    return load_pretrained(ViTModel, spec.name, quick_config=spec.config, what=what,
-                           profile="full" if spec.pretrained else "quick", verbose=verbose)
+    if spec.pretrained:
+        return load_pretrained(ViTModel, spec.name, what=what, profile="full", verbose=verbose)
+    if verbose:
+        _say_quick(what, ViTModel, spec.config, spec.name)
+    return build_vit(spec)
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:
