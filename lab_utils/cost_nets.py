@@ -1,6 +1,8 @@
-"""The notebooks' models as ``lab_utils.cost`` counts them: each built at full size on the
-``meta`` device (shapes only: no weights, no arithmetic, no download) through the lab's own
-classes, and ``FlopCounterMode`` counting one forward or forward + backward pass.
+"""The notebooks' models as ``lab_utils.cost`` counts them: each settled by the spec function
+the notebooks' loaders use (``vit_spec``, ``fer_spec``, ``recipe_clip_branch_spec``, notebook 02's
+``image_encoder_architecture``), built at full size on the ``meta`` device by the matching
+``build_*`` (shapes only: no weights, no arithmetic, no download), and ``FlopCounterMode``
+counting one forward or forward + backward pass.
 
 ``Net(name, build, inputs)`` is one model and its input; the ``*_net`` functions build the
 nets each notebook's plan uses (``lab_utils.cost.plan_01`` … ``plan_05``), read from the

@@ -8,6 +8,10 @@
 * a **hub id** in the **full** profile comes from the local Hugging Face cache, or from
   the hub when it is reachable. With no network (or ``HF_HUB_OFFLINE=1``) it fails within
   seconds with ``PretrainedUnavailable`` saying what to do — never a silent swap.
+
+A ``transformers.ViTModel`` backbone goes through a spec: ``vit_spec(name, profile)`` settles
+it once (its config, whether it has weights to load), ``build_vit`` makes the architecture on
+any device (``meta`` included), ``load_vit`` adds the weights by the rules above.
 """
 from __future__ import annotations
 

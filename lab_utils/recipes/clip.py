@@ -8,7 +8,8 @@ how they are used zero-shot, and the image-encoder checkpoint notebook 03 reuses
 * ``zero_shot_classifier`` / ``zero_shot_predict`` with prompt ensembles (``PROMPT_TEMPLATES``);
 * ``save_clip_image_encoder`` / ``load_clip_image_encoder`` — the trained image encoder at
   ``checkpoints/02_clip_image_encoder.safetensors`` (``encoder_checkpoint_path``), which
-  notebook 03 loads (and trains briefly with ``train_clip_quick`` when it is missing);
+  notebook 03 loads (``load_or_train_clip_branch``: trained briefly with ``train_clip_quick``
+  when it is missing; ``recipe_clip_branch_spec``: its architecture before it is trained);
 * ``train_clip_quick`` — data → model → ``train_clip`` → save, in one call (``CLIPRun``);
 * ``benchmark_training_throughput`` and ``train_projection_heads`` (the loss experiments).
 
