@@ -1,6 +1,6 @@
 """The notebooks' models as ``lab_utils.cost`` counts them: each settled by the spec function
 the notebooks' loaders use (``vit_spec``, ``fer_spec``, ``recipe_clip_branch_spec``, notebook 02's
-``image_encoder_architecture``), built at full size on the ``meta`` device by the matching
+``image_encoder_spec``), built at full size on the ``meta`` device by the matching
 ``build_*`` (shapes only: no weights, no arithmetic, no download), and ``FlopCounterMode``
 counting one forward or forward + backward pass.
 
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .models.clip import (_MINILM_ALIASES, PACKAGED_MINILM, _auto_pooling, image_encoder_architecture,
-                          image_encoder_from_architecture)
+from .models.clip import (_MINILM_ALIASES, PACKAGED_MINILM, ImageEncoderSpec, _auto_pooling, build_image_encoder,
+                          image_encoder_spec)
 from .models.fer import build_fer, fer_spec, make_fer_head
 from .models.hybrid import HybridSpec, build_clip_branch, build_hybrid
 from .models.pretrained import DEFAULT_VIT, is_local_dir, vit_spec
@@ -156,34 +156,31 @@ def small_vit_net(image_size: int, patch_size: int, hidden_size: int, layers: in
 @lru_cache(maxsize=None)
 def clip_image_net(backbone: str, image_size: int, embed_dim: int) -> Net:
     """Notebook 02's ResNet image encoder: a torchvision ResNet (``weights=None``) + projection head."""
-    return image_encoder_net(image_encoder_architecture(backbone, embed_dim, image_size, pretrained=False))
+    return image_encoder_net(image_encoder_spec(backbone, embed_dim, image_size, pretrained=False))
 
 
 @lru_cache(maxsize=None)
 def vit_image_net(vit_model_name: str | None, image_size: int, embed_dim: int) -> Net:
     """Notebook 02's ``ViTImageEncoder`` (the ViT + BERT recipe) at ``image_size``: the ViT of
     ``vit_model_name`` (pretrained: ``vit_spec``), or the lab's small ViT when ``None``."""
-    return image_encoder_net(image_encoder_architecture("vit", embed_dim, image_size, vit_model_name is not None,
-                                                        vit_model_name))
+    return image_encoder_net(image_encoder_spec("vit", embed_dim, image_size, vit_model_name is not None,
+                                                vit_model_name))
 
 
-def image_encoder_net(architecture: Mapping[str, Any]) -> Net:
-    """An image encoder of notebook 02 as ``image_encoder_architecture`` describes it, built by
-    ``image_encoder_from_architecture``, on images at its ``image_size``."""
-    size = int(architecture["image_size"])
-    return Net(f"{architecture['backbone']} {size} px", lambda: image_encoder_from_architecture(architecture),
-               lambda b: (_images(b, size),))
+def image_encoder_net(spec: ImageEncoderSpec) -> Net:
+    """An image encoder of notebook 02 (``build_image_encoder``) on images at its ``image_size``."""
+    return Net(f"{spec.backbone} {spec.image_size} px", lambda: build_image_encoder(spec),
+               lambda b: (_images(b, spec.image_size),))
 
 
 def clip_encoder_net(settings: Mapping[str, Any], profile: str) -> Net:
     """The image encoder ``create_clip_model(**settings)`` trains (``settings``: one model of
-    ``lab_utils.recipes.clip.clip_settings``), as ``image_encoder_architecture`` settles it."""
-    architecture = image_encoder_architecture(settings["image_backbone"], settings["embed_dim"],
-                                              settings["image_size"], settings.get("pretrained"),
-                                              settings.get("vit_model_name"), profile)
-    if architecture["backbone"] != "vit":
-        return clip_image_net(architecture["backbone"], architecture["image_size"], architecture["embed_dim"])
-    return image_encoder_net(architecture)
+    ``lab_utils.recipes.clip.clip_settings``), as ``image_encoder_spec`` settles it for both."""
+    spec = image_encoder_spec(settings["image_backbone"], settings["embed_dim"], settings["image_size"],
+                              settings.get("pretrained"), settings.get("vit_model_name"), profile)
+    if spec.backbone != "vit":
+        return clip_image_net(spec.backbone, spec.image_size, spec.embed_dim)
+    return image_encoder_net(spec)
 
 
 TEXT_TOWERS = ("clip", "clip-large", "minilm", "distilbert", "bert")

@@ -11,16 +11,18 @@ import torch
 
 from lab_utils.config import load_config
 from lab_utils.models import build
+from lab_utils.models.clip import create_clip_model, image_encoder_spec
 from lab_utils.models.fer import FUSION_MODELS, ViTForFER, create_multimodal_vit_model, fer_spec
 from lab_utils.models.hybrid import (CLIPBranchSpec, HybridViTCLIP, clip_branch_spec, hybrid_spec,
                                      load_clip_branch)
 from lab_utils.models.pretrained import ViTSpec, load_vit, quick_vit_config, vit_spec
 from lab_utils.paths import checkpoints_dir
-from lab_utils.recipes.clip import recipe_clip_branch_spec
+from lab_utils.recipes.clip import clip_settings, recipe_clip_branch_spec
 
 from test_hybrid import MODEL_YML, NUM_CLASSES, save_lab_clip_encoder, tiny_clip_vision, tiny_vit
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lab_utils"
+CLIP_YML = PACKAGE.parent / "configs" / "clip.yml"
 
 
 def shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -43,6 +45,16 @@ def test_hybrid_built_on_meta_has_the_real_models_parameters(fusion):
     real = HybridViTCLIP.from_config(cfg, NUM_CLASSES, fusion=fusion, profile="quick", verbose=False)
     meta = build(hybrid_spec(cfg, NUM_CLASSES, fusion, profile="quick"), "meta")
     assert shapes(meta) == shapes(real) and all(p.is_meta for p in meta.parameters())
+
+
+@pytest.mark.parametrize("which", ["main", "compare"])
+def test_notebook_02s_image_encoders_built_on_meta_match_create_clip_model(which):
+    settings = clip_settings(load_config(CLIP_YML, profile="quick"), which)
+    real = create_clip_model(**settings, profile="quick", verbose=False).image_encoder
+    spec = image_encoder_spec(settings["image_backbone"], settings["embed_dim"], settings["image_size"],
+                              settings["pretrained"], settings["vit_model_name"], "quick")
+    meta = build(spec, "meta")
+    assert type(meta) is type(real) and shapes(meta) == shapes(real) and meta.image_size == real.image_size
 
 
 def test_full_profile_models_build_on_meta_without_a_download(monkeypatch):
@@ -87,7 +99,7 @@ def test_building_and_loading_never_train_nor_write_checkpoints():
     folder = checkpoints_dir()
     before = sorted(folder.iterdir())
     spec = clip_branch_spec("ViT-B/32", "quick")               # notebook 02's encoder, not saved yet
-    assert spec.kind == "lab" and spec.architecture is None and spec.instead_of
+    assert spec.kind == "lab" and spec.encoder is None and spec.instead_of
     with pytest.raises(FileNotFoundError, match="Run notebook 02"):
         build(spec, "meta")
     with pytest.raises(FileNotFoundError, match="Run notebook 02"):

@@ -49,7 +49,8 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
@@ -60,14 +61,15 @@ from torch import nn
 from ..checkpoints import CheckpointError, load_checkpoint
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_pixels
 from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, count_parameters, is_local_dir, load_pretrained,
-                         quick_vit_config, resnet_weights, vit_spec)
+                         ViTSpec, on_device, quick_vit_config, resnet_weights, vit_spec)
 from ..paths import rel
 from .vit import pool_tokens
 
 __all__ = [
     "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM",
     "to_pixels", "channels_last", "CLIPImageEncoder", "ViTImageEncoder", "IMAGE_ENCODERS", "packaged_minilm_dir",
-    "CLIPTextEncoder", "CLIP", "create_clip_model",
+    "CLIPTextEncoder", "CLIP", "create_clip_model", "ImageEncoderSpec", "image_encoder_spec",
+    "image_encoder_spec_from_file", "build_image_encoder", "load_image_encoder",
 ]
 
 RESNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -243,10 +245,41 @@ class ViTImageEncoder(nn.Module):
 IMAGE_ENCODERS = (CLIPImageEncoder, ViTImageEncoder)
 
 
-def read_encoder_architecture(path: Path) -> dict[str, Any]:
-    """The architecture an image-encoder checkpoint records (``save_clip_image_encoder``
-    writes it: ``backbone``, ``embed_dim``, ``image_size``, for a ViT its whole
-    ``vit_config``), read from the file's metadata without loading a weight."""
+@dataclass(frozen=True)
+class ImageEncoderSpec:
+    """Notebook 02's image encoder, settled once (``image_encoder_spec``, or from a checkpoint's
+    header: ``image_encoder_spec_from_file``): a ResNet name or ``"vit"`` with its ViT
+    (``vit``: a ``ViTSpec``), the embedding size, the input size, and whether loading has
+    pretrained weights to fetch (ImageNet for a ResNet, the hub for a ViT)."""
+
+    backbone: str
+    embed_dim: int = 512
+    image_size: int = 32
+    pretrained: bool = False
+    vit: ViTSpec | None = None
+
+
+def image_encoder_spec(image_backbone: str = "resnet50", embed_dim: int = 512, image_size: int | None = None,
+                       pretrained: bool | None = None, vit_model_name: str | None = None,
+                       profile: str = "quick") -> ImageEncoderSpec:
+    """The image encoder ``create_clip_model`` builds with these settings (same arguments and
+    defaults: ``pretrained`` and ``image_size`` follow ``profile`` when ``None``), without
+    building it or downloading anything."""
+    _check_backbone(image_backbone, IMAGE_BACKBONES)
+    pretrained = profile == "full" if pretrained is None else bool(pretrained)
+    image_size = (224 if profile == "full" else 32) if image_size is None else int(image_size)
+    vit = None
+    if image_backbone == "vit":
+        vit = vit_spec(vit_model_name or DEFAULT_VIT, "full" if pretrained else "quick",
+                       quick_vit_config(image_size=image_size))
+    return ImageEncoderSpec(image_backbone, int(embed_dim), image_size, pretrained, vit)
+
+
+def image_encoder_spec_from_file(path: Path) -> ImageEncoderSpec:
+    """The image encoder a checkpoint of ``save_clip_image_encoder`` holds, read from its header
+    (backbone, embed_dim, image_size, a ViT's whole config) without loading a weight."""
+    from transformers import ViTConfig
+
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -258,48 +291,33 @@ def read_encoder_architecture(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} does not say which image encoder it holds (no backbone/embed_dim "
                               "in its state): it was not written by save_clip_image_encoder. "
                               "Delete it to retrain.")
-    return state
-
-
-def image_encoder_architecture(image_backbone: str, embed_dim: int, image_size: int, pretrained: bool | None = None,
-                               vit_model_name: str | None = None, profile: str = "quick") -> dict[str, Any]:
-    """The architecture of the image encoder ``create_clip_model`` builds with these settings
-    (what its checkpoint would record), without building it or downloading anything: a
-    ResNet's name, or for ``"vit"`` the ``ViTConfig`` of the hub ViT when pretrained
-    (``vit_spec``) or of the lab's small ViT (``quick_vit_config``) otherwise."""
-    architecture: dict[str, Any] = {"backbone": _check_backbone(image_backbone, IMAGE_BACKBONES),
-                                    "embed_dim": int(embed_dim), "image_size": int(image_size)}
-    if image_backbone == "vit":
-        pretrained = profile == "full" if pretrained is None else pretrained
-        small = quick_vit_config(image_size=int(image_size))
-        architecture["vit_config"] = vit_spec(vit_model_name or DEFAULT_VIT, "full" if pretrained else "quick",
-                                              small).config
-    return architecture
-
-
-def image_encoder_from_architecture(architecture: Mapping[str, Any], where: str = "the architecture"
-                                    ) -> CLIPImageEncoder | ViTImageEncoder:
-    """A random-init image encoder of either recipe as ``architecture`` describes it
-    (``read_encoder_architecture``: backbone, embed_dim, image_size, a ViT's ``vit_config``);
-    no download, on the current default device (``meta`` for shapes only). ``where`` names
-    the source in messages (a checkpoint's path)."""
-    if architecture["backbone"] not in IMAGE_BACKBONES:
-        raise CheckpointError(f"{where}: unknown backbone {architecture['backbone']!r} in its state "
+    if state["backbone"] not in IMAGE_BACKBONES:
+        raise CheckpointError(f"{path}: unknown backbone {state['backbone']!r} in its state "
                               f"(allowed: {', '.join(IMAGE_BACKBONES)}).")
-    image_size, embed_dim = int(architecture.get("image_size", 32)), int(architecture["embed_dim"])
-    if architecture["backbone"] != "vit":
-        return CLIPImageEncoder(architecture["backbone"], embed_dim, pretrained=False, image_size=image_size)
-    if "vit_config" not in architecture:
-        raise CheckpointError(f"{where} holds a ViT image encoder but not its ViT config: it was "
-                              "not written by save_clip_image_encoder. Delete it and run notebook 02 again.")
-    return ViTImageEncoder(embed_dim=embed_dim, image_size=image_size, vit_config=architecture["vit_config"])
+    vit = None
+    if state["backbone"] == "vit":
+        if "vit_config" not in state:
+            raise CheckpointError(f"{path} holds a ViT image encoder but not its ViT config: it was "
+                                  "not written by save_clip_image_encoder. Delete it and run notebook 02 again.")
+        vit = ViTSpec(str(path), ViTConfig(**state["vit_config"]), pretrained=False)
+    return ImageEncoderSpec(state["backbone"], int(state["embed_dim"]), int(state.get("image_size", 32)), False, vit)
+
+
+def build_image_encoder(spec: ImageEncoderSpec, device: str | torch.device | None = None
+                        ) -> CLIPImageEncoder | ViTImageEncoder:
+    """The architecture of ``spec``, random init, on ``device`` (``on_device``: ``"meta"`` for
+    shapes only); never downloads, never loads weights."""
+    with on_device(device):
+        if spec.backbone != "vit":
+            return CLIPImageEncoder(spec.backbone, spec.embed_dim, pretrained=False, image_size=spec.image_size)
+        return ViTImageEncoder(embed_dim=spec.embed_dim, image_size=spec.image_size, vit_config=spec.vit.config)
 
 
 def load_image_encoder(path: str | os.PathLike, *, backbone: str | None = None, embed_dim: int | None = None,
                        device: str | torch.device = "cpu", freeze: bool = False,
                        verbose: bool = True) -> CLIPImageEncoder | ViTImageEncoder:
-    """The image encoder notebook 02 saved at ``path``: built from the architecture the file
-    records (``image_encoder_from_architecture``), then its weights loaded. Never trains.
+    """The image encoder notebook 02 saved at ``path``: built from the spec its header records
+    (``image_encoder_spec_from_file``, ``build_image_encoder``), then its weights loaded. Never trains.
 
     Args:
         backbone, embed_dim: when given, the checkpoint must hold this architecture;
@@ -313,21 +331,21 @@ def load_image_encoder(path: str | os.PathLike, *, backbone: str | None = None, 
     if not path.is_file():
         raise FileNotFoundError(f"No CLIP image encoder at {path}. Run notebook 02 (it saves one "
                                 "there), or call load_clip_image_encoder(train_if_missing=True).")
-    state = read_encoder_architecture(path)
+    spec = image_encoder_spec_from_file(path)
     for key, value in {"backbone": backbone, "embed_dim": embed_dim}.items():
-        if value is not None and state[key] != value:
-            raise CheckpointError(f"{path} holds a CLIP image encoder with {key}={state[key]!r}, but "
-                                  f"{key}={value!r} was asked for. Ask for {state[key]!r}, or delete/rename "
+        if value is not None and getattr(spec, key) != value:
+            raise CheckpointError(f"{path} holds a CLIP image encoder with {key}={getattr(spec, key)!r}, but "
+                                  f"{key}={value!r} was asked for. Ask for {getattr(spec, key)!r}, or delete/rename "
                                   "the file and run notebook 02 again to train the architecture you want "
                                   "(it was not modified).")
-    encoder = image_encoder_from_architecture(state, str(path))
+    encoder = build_image_encoder(spec)
     load_checkpoint(path, encoder)
     encoder.to(device)
     if freeze:
         encoder.requires_grad_(False)
         encoder.eval()
     if verbose:
-        print(f"Loaded the CLIP image encoder ({state['backbone']}, {state['embed_dim']}-d, "
+        print(f"Loaded the CLIP image encoder ({spec.backbone}, {spec.embed_dim}-d, "
               f"{encoder.image_size} px) from {rel(path)}.")
     return encoder
 
@@ -638,15 +656,12 @@ def create_clip_model(device: str | torch.device = "cpu", text_model_name: str |
             ``None``: 224 in the full profile, 32 in the quick one.
         vit_model_name: the ViT to load for ``"vit"`` (default ``google/vit-base-patch16-224-in21k``).
     """
-    _check_backbone(image_backbone, IMAGE_BACKBONES)
-    if pretrained is None:
-        pretrained = profile == "full"
-    if image_size is None:
-        image_size = 224 if profile == "full" else 32
+    spec = image_encoder_spec(image_backbone, embed_dim, image_size, pretrained, vit_model_name, profile)
     if image_backbone == "vit":
-        image_encoder = ViTImageEncoder(vit_model_name, embed_dim, image_size=image_size,
-                                        pretrained=pretrained, profile=profile)
+        image_encoder = ViTImageEncoder(vit_model_name, embed_dim, image_size=spec.image_size,
+                                        pretrained=spec.pretrained, profile=profile)
     else:
-        image_encoder = CLIPImageEncoder(image_backbone, embed_dim, pretrained=pretrained, image_size=image_size)
+        image_encoder = CLIPImageEncoder(image_backbone, embed_dim, pretrained=spec.pretrained,
+                                         image_size=spec.image_size)
     text_encoder = CLIPTextEncoder(text_model_name, embed_dim, pooling=pooling, profile=profile, verbose=verbose)
     return CLIP(image_encoder, text_encoder).to(device)

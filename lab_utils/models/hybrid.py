@@ -60,7 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.transforms import NORMALIZATION, to_pixels
-from .clip import channels_last, image_encoder_from_architecture, load_image_encoder, read_encoder_architecture
+from .clip import (ImageEncoderSpec, build_image_encoder, channels_last, image_encoder_spec_from_file,
+                   load_image_encoder)
 from .clip_names import (CLIP_RESNET_NAMES, default_checkpoint_path, is_open_clip_name, lab_checkpoint_file,
                          resolve_clip_name)
 from .fer import make_fer_head
@@ -180,14 +181,14 @@ class CLIPBranchSpec:
     (``clip_branch_spec``) and then built (``build_clip_branch``) or loaded (``load_clip_branch``).
 
     ``kind``: ``"hf"`` (a ``CLIPVisionModelWithProjection`` of ``config``), ``"open_clip"``
-    (open_clip's model ``name``) or ``"lab"`` (notebook 02's image encoder saved at ``name``,
-    of ``architecture``: ``None`` while notebook 02 has not written the file);
+    (open_clip's model ``name``) or ``"lab"`` (notebook 02's image encoder saved at ``name``:
+    ``encoder``, ``None`` while notebook 02 has not written the file);
     ``instead_of``: the CLIP name a quick-profile ``"lab"`` branch stands in for."""
 
     kind: str
     name: str
     config: Any = None
-    architecture: Mapping[str, Any] | None = None
+    encoder: ImageEncoderSpec | None = None
     instead_of: str | None = None
 
 
@@ -223,15 +224,15 @@ def clip_branch_spec(model_name: str, profile: str = "quick") -> CLIPBranchSpec:
 
 
 def _lab_branch_spec(checkpoint: Path) -> CLIPBranchSpec:
-    architecture = read_encoder_architecture(checkpoint) if checkpoint.is_file() else None
-    return CLIPBranchSpec("lab", str(checkpoint), architecture=architecture)
+    encoder = image_encoder_spec_from_file(checkpoint) if checkpoint.is_file() else None
+    return CLIPBranchSpec("lab", str(checkpoint), encoder=encoder)
 
 
 def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device | None = None) -> FrozenCLIPBranch:
     """The architecture of ``spec`` as a frozen branch, random init, on ``device`` (``on_device``:
     ``"meta"`` for shapes only). Never downloads, never loads weights, never trains.
 
-    Raises ``FileNotFoundError`` for a notebook 02 encoder not saved yet (``spec.architecture``
+    Raises ``FileNotFoundError`` for a notebook 02 encoder not saved yet (``spec.encoder``
     is ``None``): run notebook 02, or take the spec from ``lab_utils.recipes.clip``, which
     knows the recipe notebook 02 saves there."""
     if spec.kind == "open_clip":
@@ -242,11 +243,11 @@ def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device | None = 
             from transformers import CLIPVisionModelWithProjection
 
             return FrozenCLIPBranch.from_hf(CLIPVisionModelWithProjection(spec.config), source=spec.name)
-        if spec.architecture is None:
+        if spec.encoder is None:
             raise FileNotFoundError(f"No CLIP image encoder at {spec.name}: notebook 02 has not saved it yet, "
                                     "so its architecture is unknown. Run notebook 02 (it saves one there), or "
                                     "use lab_utils.recipes.clip.clip_branch_spec (the recipe notebook 02 saves there).")
-        encoder = image_encoder_from_architecture(spec.architecture, spec.name)
+        encoder = build_image_encoder(spec.encoder)
     return FrozenCLIPBranch.from_lab(encoder, source=_lab_source(spec))
 
 

@@ -36,7 +36,7 @@ from ..data.clip_data import (CaptionData, CaptionPairs, GroupShuffleSampler, Te
                               prepare_clip_data)
 from ..metrics import recall_at_k
 from ..models.clip import (_MINILM_ALIASES, CLIP, IMAGE_BACKBONES, IMAGE_ENCODERS, CLIPImageEncoder,
-                           ViTImageEncoder, _check_backbone, create_clip_model, image_encoder_architecture,
+                           ViTImageEncoder, _check_backbone, create_clip_model, image_encoder_spec,
                            load_image_encoder)
 from ..models.clip_names import default_checkpoint_path
 from ..models.hybrid import CLIPBranchSpec, FrozenCLIPBranch, clip_branch_spec, load_clip_branch
@@ -314,15 +314,15 @@ def _train_missing_encoder(path: Path, train_config: Mapping | None, verbose: bo
 
 def recipe_clip_branch_spec(model_name: str, profile: str = "quick") -> CLIPBranchSpec:
     """``clip_branch_spec(model_name, profile)``, where a notebook 02 encoder that is not saved
-    yet gets the architecture of the model notebook 02 saves there in ``profile``
+    yet gets the image encoder (``image_encoder_spec``) notebook 02 saves there in ``profile``
     (``configs/clip.yml``): what ``load_or_train_clip_branch`` would train, and what the cost
     estimate counts before notebook 02 has run."""
     spec = clip_branch_spec(model_name, profile)
-    if spec.kind != "lab" or spec.architecture is not None:
+    if spec.kind != "lab" or spec.encoder is not None:
         return spec
     cfg = load_config(clip_config_path(), profile=profile)
     settings = clip_settings(cfg, _recipe_saved_at(Path(spec.name), cfg))
-    return dataclasses.replace(spec, architecture=image_encoder_architecture(
+    return dataclasses.replace(spec, encoder=image_encoder_spec(
         settings["image_backbone"], settings["embed_dim"], settings["image_size"], settings["pretrained"],
         settings["vit_model_name"], profile))
 
@@ -334,7 +334,7 @@ def load_or_train_clip_branch(model_name: str, profile: str = "quick", verbose: 
     02's quick recipe (``train_config``, default ``configs/clip.yml`` in the quick profile,
     about a minute on 2 cores) and saved where notebook 02 would have saved it."""
     spec = clip_branch_spec(model_name, profile)
-    if spec.kind == "lab" and spec.architecture is None:
+    if spec.kind == "lab" and spec.encoder is None:
         _train_missing_encoder(Path(spec.name), train_config, verbose)
         spec = clip_branch_spec(model_name, profile)
     return load_clip_branch(spec, verbose=verbose, **clip_kwargs)
