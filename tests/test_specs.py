@@ -1,6 +1,6 @@
 """Model specs: settled once from a name, the config and the profile; build(spec, device) makes the
 architecture only (the meta device included); loading weights is a separate step that never trains;
-nothing under models/, data/, recipes/ reads the profile from the environment."""
+nothing under models/, data/, recipes/ reads the environment."""
 from __future__ import annotations
 
 import ast
@@ -133,10 +133,8 @@ def _reads_the_environment(path: Path) -> list[str]:
     return found
 
 
-def test_models_data_and_recipes_never_read_the_profile_from_the_environment():
-    """The one exception: models/pretrained.py asks HF_HUB_OFFLINE / HF_ENDPOINT whether the
-    network may be used (the network, not the profile)."""
+def test_models_data_and_recipes_never_read_the_environment():
+    """Whether the network may be used (HF_HUB_OFFLINE, HF_ENDPOINT) is asked of lab_utils.network."""
     seen = [hit for folder in ("models", "data", "recipes") for path in sorted((PACKAGE / folder).glob("*.py"))
             for hit in _reads_the_environment(path)]
-    assert [hit for hit in seen if not hit.startswith("pretrained.py:")] == []
-    assert all("environ" in hit for hit in seen)
+    assert seen == []

@@ -60,12 +60,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.transforms import NORMALIZATION, to_pixels
+from ..network import hub_offline, hub_reachable
 from .clip import (ImageEncoderSpec, build_image_encoder, channels_last, image_encoder_spec_from_file,
                    load_image_encoder)
 from .clip_names import (CLIP_RESNET_NAMES, default_checkpoint_path, is_open_clip_name, lab_checkpoint_file,
                          resolve_clip_name)
 from .fer import make_fer_head
-from .pretrained import (PretrainedUnavailable, ViTSpec, _hub_reachable, _offline, build_vit, cached_config,
+from .pretrained import (PretrainedUnavailable, ViTSpec, build_vit, cached_config,
                          count_parameters,
                          is_local_dir, load_pretrained, load_vit, on_device, quick_vit_config, vit_shape_from_name,
                          vit_spec)
@@ -359,8 +360,8 @@ def _open_clip_pretrained(open_clip: Any, name: str, tag: str) -> nn.Module:
     how = ("On Colab or any machine with internet, unset HF_HUB_OFFLINE and run again (the "
            "weights are cached after the first download); or set clip.model_name: ViT-B/32 in "
            "configs/model.yml; or use LAB_PROFILE=quick (notebook 02's encoder, no download).")
-    blocked = ("HF_HUB_OFFLINE=1 forbids downloading" if _offline() else
-               "the Hugging Face hub cannot be reached from this machine" if not _hub_reachable() else None)
+    blocked = ("HF_HUB_OFFLINE=1 forbids downloading" if hub_offline() else
+               "the Hugging Face hub cannot be reached from this machine" if not hub_reachable() else None)
     if blocked:  # fail in seconds, not after open_clip's download retries
         raise PretrainedUnavailable(f"CLIP branch: {name} ({tag} weights, {where}) is not in the local "
                                     f"Hugging Face cache, and {blocked}. {how}")

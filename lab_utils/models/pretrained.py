@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from ..network import hub_offline, hub_reachable, reachable
 from ..paths import is_local_dir
 
 
@@ -57,27 +57,6 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def reachable(url: str, timeout: float = 3.0) -> bool:
-    """One TCP connection attempt to ``url``'s host, so that a machine without network fails
-    in seconds instead of retrying downloads."""
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers (``reachable``)."""
-    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
-
-
 def resnet_weights(backbone: str):
     """ImageNet weights for a torchvision ResNet, from the torch hub cache or the network.
 
@@ -92,7 +71,7 @@ def resnet_weights(backbone: str):
     how = (f"On Colab or any machine with internet run it again; or download {weights.url} once "
            f"and place it at {cached}; or use LAB_PROFILE=quick (random-init {backbone}), "
            "or create_clip_model(pretrained=False).")
-    if _offline():
+    if hub_offline():
         raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not in the torch hub cache "
                                     f"({cached}) and HF_HUB_OFFLINE=1 says this machine is offline. {how}")
     if not reachable(weights.url):
@@ -212,10 +191,10 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
            f"download it once (`huggingface-cli download {name}`, or from_pretrained + "
            f"save_pretrained into a folder) and pass that folder's path; or use "
            f"LAB_PROFILE=quick to run with small random-init models.")
-    if _offline():
+    if hub_offline():
         raise PretrainedUnavailable(f"{what}: {name} is not in the local Hugging Face cache "
                                     f"and HF_HUB_OFFLINE=1 forbids downloading. {how}")
-    if not _hub_reachable():
+    if not hub_reachable():
         raise PretrainedUnavailable(f"{what}: {name} is not cached and the Hugging Face hub "
                                     f"cannot be reached from this machine. {how}")
     try:
