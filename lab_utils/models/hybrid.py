@@ -234,8 +234,8 @@ def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device | None = 
     ``"meta"`` for shapes only). Never downloads, never loads weights, never trains.
 
     Raises ``FileNotFoundError`` for a notebook 02 encoder not saved yet (``spec.encoder``
-    is ``None``): run notebook 02, or take the spec from ``lab_utils.recipes.clip``, which
-    knows the recipe notebook 02 saves there."""
+    is ``None``): run notebook 02, or take the spec from ``recipe_clip_branch_spec``
+    (``lab_utils.recipes.clip``), which knows the encoder notebook 02 saves there."""
     if spec.kind == "open_clip":
         model = _open_clip_random(spec.name, device=device or torch.get_default_device())
         return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {spec.name} (random init)")
@@ -247,7 +247,8 @@ def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device | None = 
         if spec.encoder is None:
             raise FileNotFoundError(f"No CLIP image encoder at {spec.name}: notebook 02 has not saved it yet, "
                                     "so its architecture is unknown. Run notebook 02 (it saves one there), or "
-                                    "use lab_utils.recipes.clip.clip_branch_spec (the recipe notebook 02 saves there).")
+                                    "use lab_utils.recipes.clip.recipe_clip_branch_spec (the encoder notebook 02 "
+                                    "saves there).")
         encoder = build_image_encoder(spec.encoder)
     return FrozenCLIPBranch.from_lab(encoder, source=_lab_source(spec))
 
