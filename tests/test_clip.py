@@ -446,7 +446,7 @@ def test_group_shuffle_sampler_keeps_blocks_together():
 
 # ---------------------------------------------------------------- variants named in the configs
 def test_image_encoder_weights_follow_the_profile(tmp_path, monkeypatch):
-    """CLIPImageEncoder() is pretrained in the full profile (ImageNet weights from the torch
+    """CLIPImageEncoder(profile="full") is pretrained (ImageNet weights from the torch
     hub cache) and random in the quick one; pretrained=False/True still decide when given."""
     import torchvision
 
@@ -461,7 +461,8 @@ def test_image_encoder_weights_follow_the_profile(tmp_path, monkeypatch):
     (tmp_path / "checkpoints").mkdir()
     torch.save(state, tmp_path / "checkpoints" / weights.url.rsplit("/", 1)[-1])
     monkeypatch.setenv("LAB_PROFILE", "full")
-    enc = CLIPImageEncoder("resnet18")                                 # the profile from the environment
+    assert CLIPImageEncoder("resnet18").pretrained is False           # the profile is an argument, not LAB_PROFILE
+    enc = CLIPImageEncoder("resnet18", profile="full")
     assert enc.pretrained is True
     assert torch.equal(enc.backbone.conv1.weight, state["conv1.weight"])
     assert CLIPImageEncoder("resnet18", pretrained=False).pretrained is False

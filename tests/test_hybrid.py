@@ -508,7 +508,7 @@ def test_notebook_03_reuses_the_vit_recipes_encoder(tmp_path, profile):
 
 
 def test_clip_checkpoint_of_another_architecture_is_refused_and_kept(tmp_path):
-    from lab_utils.recipes.clip import default_checkpoint_path
+    from lab_utils.models.clip_names import default_checkpoint_path
     from lab_utils.checkpoints import CheckpointError, save_checkpoint
 
     path = default_checkpoint_path()

@@ -159,7 +159,7 @@ def test_full_profile_unreachable_hub_fails_fast(monkeypatch, offline_empty_cach
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(hybrid, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hybrid, "hub_reachable", lambda: False)
     with pytest.raises(PretrainedUnavailable, match="RN50x64 .*cannot be reached.*LAB_PROFILE=quick"):
         load_clip_branch("RN50x64", profile="full")
 

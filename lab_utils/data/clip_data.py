@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from ..config import get_profile
 from ..paths import data_dir, rel
 from .captions import SynthFaceCaptions
 from .loaders import CAPTIONS_HELP, fer2013_test_split, load_captions, load_fer2013
@@ -214,7 +213,7 @@ def load_real_caption_data(text_encoder: CLIPTextEncoder, num_train: int, num_te
 
 def prepare_clip_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: int, image_size: int,
                       seed: int = 0, captions_per_image: int = 3,
-                      cache: TextEmbeddingCache | None = None, *, profile: str | None = None,
+                      cache: TextEmbeddingCache | None = None, *, profile: str = "quick",
                       data_root: str | os.PathLike | None = None,
                       verbose: bool = True) -> tuple[CaptionData, CaptionData]:
     """Captions for training and a held-out test set.
@@ -231,7 +230,7 @@ def prepare_clip_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: i
     training captions are encoded now (each distinct one once, by the frozen text
     transformer); the test captions only when they are first used."""
     cache = cache or TextEmbeddingCache(text_encoder)
-    if (profile or get_profile()) == "full":
+    if profile == "full":
         real = load_real_caption_data(text_encoder, num_train, num_test, image_size, data_root, cache)
         if real is not None:
             if verbose:
@@ -291,7 +290,7 @@ class LabelledFaces:
 
 
 def zero_shot_faces(test: CaptionData, image_size: int, num_faces: int | None = None, *, seed: int = 0,
-                    profile: str | None = None, data_root: str | os.PathLike | None = None) -> LabelledFaces:
+                    profile: str = "quick", data_root: str | os.PathLike | None = None) -> LabelledFaces:
     """Faces to recognise emotions on zero-shot. Photos of a caption data set (Flickr8k,
     COCO) have no emotion labels, so they are never used:
 
@@ -302,7 +301,7 @@ def zero_shot_faces(test: CaptionData, image_size: int, num_faces: int | None = 
       ``render_size(image_size)``.
 
     The image encoder resizes every batch to its own resolution, so any of them fits."""
-    if (profile or get_profile()) == "full":
+    if profile == "full":
         folder = (Path(data_root) if data_root is not None else data_dir()) / "fer2013"
         try:
             split, fer = fer2013_test_split(load_fer2013(folder))

@@ -6,6 +6,7 @@
 * ``fer.py``       — ``ViTForFER``, ``EarlyFusionViT``, ``LateFusionViT``,
   ``create_multimodal_vit_model`` (04, 05)
 * ``pretrained.py``— loading pretrained weights offline-safely, the quick profile's small configs
+* ``specs.py``     — ``build(spec, device)``: any family's architecture from its spec
 
 Names are imported lazily (PEP 562), so importing one family never pulls in the others.
 Data plumbing lives in ``lab_utils.data``, training recipes in ``lab_utils.recipes``.
@@ -22,6 +23,7 @@ _LAZY: dict[str, str] = {
     "HybridViTCLIP": "hybrid",
     "ViTForFER": "fer", "EarlyFusionViT": "fer", "LateFusionViT": "fer",
     "create_multimodal_vit_model": "fer",
+    "build": "specs",
     "load_pretrained": "pretrained", "quick_vit_config": "pretrained",
     "PretrainedUnavailable": "pretrained", "count_parameters": "pretrained",
 }

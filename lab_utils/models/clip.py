@@ -49,24 +49,28 @@ import json
 import math
 import os
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ..config import get_profile
+from ..checkpoints import CheckpointError, load_checkpoint
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_pixels
-from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, is_local_dir, load_pretrained, quick_vit_config,
-                         resnet_weights)
+from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, is_local_dir, load_pretrained,
+                         ViTSpec, on_device, quick_vit_config, resnet_weights, vit_spec)
 from .summary import format_parameter_table, parameter_table
+from ..paths import rel
 from .vit import pool_tokens
 
 __all__ = [
     "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM",
     "to_pixels", "channels_last", "CLIPImageEncoder", "ViTImageEncoder", "IMAGE_ENCODERS", "packaged_minilm_dir",
-    "CLIPTextEncoder", "CLIP", "create_clip_model",
+    "CLIPTextEncoder", "CLIP", "create_clip_model", "ImageEncoderSpec", "image_encoder_spec",
+    "image_encoder_spec_from_file", "build_image_encoder", "load_image_encoder",
 ]
 
 RESNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -117,14 +121,16 @@ class CLIPImageEncoder(nn.Module):
     so every caller feeds the same thing. Output ``(B, embed_dim)`` with unit L2 norm.
     """
 
+    normalization = (IMAGENET_MEAN, IMAGENET_STD)   # per-channel mean, std of the pixels in [0, 1]
+
     def __init__(self, backbone: str = "resnet50", embed_dim: int = 512, pretrained: bool | None = None,
-                 image_size: int | None = None, *, profile: str | None = None):
+                 image_size: int | None = None, *, profile: str = "quick"):
         super().__init__()
         import torchvision
 
         _check_backbone(backbone)
         if pretrained is None:
-            pretrained = (profile or get_profile()) == "full"
+            pretrained = profile == "full"
         weights = resnet_weights(backbone) if pretrained else None
         try:
             net = getattr(torchvision.models, backbone)(weights=weights)
@@ -138,8 +144,8 @@ class CLIPImageEncoder(nn.Module):
         self.backbone = net
         f = self.feature_dim
         self.projection = nn.Sequential(nn.Linear(f, f), nn.GELU(), nn.Linear(f, embed_dim))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(self.normalization[0]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.normalization[1]).view(1, 3, 1, 1), persistent=False)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` bytes or [0, 1] floats → backbone features ``(B, feature_dim)`` (no head)."""
@@ -183,13 +189,14 @@ class ViTImageEncoder(nn.Module):
     [-1, 1] (the ViT checkpoints' mean 0.5, std 0.5) inside; output ``(B, embed_dim)``.
     """
 
+    normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))   # the ViT checkpoints': pixels to [-1, 1]
+
     def __init__(self, model_name: str | None = None, embed_dim: int = 512, image_size: int = 32,
-                 pretrained: bool | None = None, *, profile: str | None = None,
+                 pretrained: bool | None = None, *, profile: str = "quick",
                  vit_config: Any = None):
         super().__init__()
         from transformers import ViTConfig, ViTModel
 
-        profile = profile or get_profile()
         if pretrained is None:
             pretrained = profile == "full"
         self.backbone_name, self.embed_dim, self.image_size = "vit", embed_dim, int(image_size)
@@ -205,8 +212,8 @@ class ViTImageEncoder(nn.Module):
         self.pretrained = bool(pretrained) and vit_config is None
         self.feature_dim = self.backbone.config.hidden_size
         self.projection = nn.Sequential(nn.Linear(self.feature_dim, embed_dim), nn.LayerNorm(embed_dim))
-        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5), persistent=False)
-        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.5), persistent=False)
+        self.register_buffer("mean", torch.tensor(self.normalization[0]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.normalization[1]).view(1, 3, 1, 1), persistent=False)
 
     def _cls(self, pixel_values: torch.Tensor) -> torch.Tensor:
         size = self.backbone.config.image_size
@@ -237,6 +244,111 @@ class ViTImageEncoder(nn.Module):
 
 
 IMAGE_ENCODERS = (CLIPImageEncoder, ViTImageEncoder)
+
+
+@dataclass(frozen=True)
+class ImageEncoderSpec:
+    """Notebook 02's image encoder, settled once (``image_encoder_spec``, or from a checkpoint's
+    header: ``image_encoder_spec_from_file``): a ResNet name or ``"vit"`` with its ViT
+    (``vit``: a ``ViTSpec``), the embedding size, the input size, and whether loading has
+    pretrained weights to fetch (ImageNet for a ResNet, the hub for a ViT)."""
+
+    backbone: str
+    embed_dim: int = 512
+    image_size: int = 32
+    pretrained: bool = False
+    vit: ViTSpec | None = None
+
+
+def image_encoder_spec(image_backbone: str = "resnet50", embed_dim: int = 512, image_size: int | None = None,
+                       pretrained: bool | None = None, vit_model_name: str | None = None,
+                       profile: str = "quick") -> ImageEncoderSpec:
+    """The image encoder ``create_clip_model`` builds with these settings (same arguments and
+    defaults: ``pretrained`` and ``image_size`` follow ``profile`` when ``None``), without
+    building it or downloading anything."""
+    _check_backbone(image_backbone, IMAGE_BACKBONES)
+    pretrained = profile == "full" if pretrained is None else bool(pretrained)
+    image_size = (224 if profile == "full" else 32) if image_size is None else int(image_size)
+    vit = None
+    if image_backbone == "vit":
+        vit = vit_spec(vit_model_name or DEFAULT_VIT, "full" if pretrained else "quick",
+                       quick_vit_config(image_size=image_size))
+    return ImageEncoderSpec(image_backbone, int(embed_dim), image_size, pretrained, vit)
+
+
+def image_encoder_spec_from_file(path: Path) -> ImageEncoderSpec:
+    """The image encoder a checkpoint of ``save_clip_image_encoder`` holds, read from its header
+    (backbone, embed_dim, image_size, a ViT's whole config) without loading a weight."""
+    from transformers import ViTConfig
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated and cannot be read ({err}). "
+                              "Delete it to retrain, or restore an earlier copy.") from None
+    state = json.loads(meta.get("state", "{}"))
+    if "backbone" not in state or "embed_dim" not in state:
+        raise CheckpointError(f"{path} does not say which image encoder it holds (no backbone/embed_dim "
+                              "in its state): it was not written by save_clip_image_encoder. "
+                              "Delete it to retrain.")
+    if state["backbone"] not in IMAGE_BACKBONES:
+        raise CheckpointError(f"{path}: unknown backbone {state['backbone']!r} in its state "
+                              f"(allowed: {', '.join(IMAGE_BACKBONES)}).")
+    vit = None
+    if state["backbone"] == "vit":
+        if "vit_config" not in state:
+            raise CheckpointError(f"{path} holds a ViT image encoder but not its ViT config: it was "
+                                  "not written by save_clip_image_encoder. Delete it and run notebook 02 again.")
+        vit = ViTSpec(str(path), ViTConfig(**state["vit_config"]), pretrained=False)
+    return ImageEncoderSpec(state["backbone"], int(state["embed_dim"]), int(state.get("image_size", 32)), False, vit)
+
+
+def build_image_encoder(spec: ImageEncoderSpec, device: str | torch.device | None = None
+                        ) -> CLIPImageEncoder | ViTImageEncoder:
+    """The architecture of ``spec``, random init, on ``device`` (``on_device``: ``"meta"`` for
+    shapes only); never downloads, never loads weights."""
+    with on_device(device):
+        if spec.backbone != "vit":
+            return CLIPImageEncoder(spec.backbone, spec.embed_dim, pretrained=False, image_size=spec.image_size)
+        return ViTImageEncoder(embed_dim=spec.embed_dim, image_size=spec.image_size, vit_config=spec.vit.config)
+
+
+def load_image_encoder(path: str | os.PathLike, *, backbone: str | None = None, embed_dim: int | None = None,
+                       device: str | torch.device = "cpu", freeze: bool = False,
+                       verbose: bool = True) -> CLIPImageEncoder | ViTImageEncoder:
+    """The image encoder notebook 02 saved at ``path``: built from the spec its header records
+    (``image_encoder_spec_from_file``, ``build_image_encoder``), then its weights loaded. Never trains.
+
+    Args:
+        backbone, embed_dim: when given, the checkpoint must hold this architecture;
+            otherwise ``CheckpointError`` (the file is never overwritten).
+        freeze: set ``requires_grad=False`` on every weight and switch to eval mode.
+
+    Raises ``FileNotFoundError`` when there is no file (run notebook 02, or
+    ``lab_utils.recipes.clip.load_clip_image_encoder`` trains one), ``CheckpointError`` for a
+    corrupt file or one of a different architecture."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No CLIP image encoder at {path}. Run notebook 02 (it saves one "
+                                "there), or call load_clip_image_encoder(train_if_missing=True).")
+    spec = image_encoder_spec_from_file(path)
+    for key, value in {"backbone": backbone, "embed_dim": embed_dim}.items():
+        if value is not None and getattr(spec, key) != value:
+            raise CheckpointError(f"{path} holds a CLIP image encoder with {key}={getattr(spec, key)!r}, but "
+                                  f"{key}={value!r} was asked for. Ask for {getattr(spec, key)!r}, or delete/rename "
+                                  "the file and run notebook 02 again to train the architecture you want "
+                                  "(it was not modified).")
+    encoder = build_image_encoder(spec)
+    load_checkpoint(path, encoder)
+    encoder.to(device)
+    if freeze:
+        encoder.requires_grad_(False)
+        encoder.eval()
+    if verbose:
+        print(f"Loaded the CLIP image encoder ({spec.backbone}, {spec.embed_dim}-d, "
+              f"{encoder.image_size} px) from {rel(path)}.")
+    return encoder
 
 
 # ─────────────────────────────────────────────────────────────────────────────
@@ -292,11 +404,10 @@ class CLIPTextEncoder(nn.Module):
     """
 
     def __init__(self, model_name: str | os.PathLike | None = None, embed_dim: int = 512,
-                 pooling: str = "auto", profile: str | None = None, verbose: bool = True):
+                 pooling: str = "auto", profile: str = "quick", verbose: bool = True):
         super().__init__()
         if pooling not in ("auto", "cls", "mean"):
             raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {pooling!r}")
-        profile = profile or get_profile()
         self.profile = profile
         requested = str(model_name) if model_name is not None else DEFAULT_TEXT_MODELS[profile]
         try:
@@ -521,7 +632,7 @@ class CLIP(nn.Module):
 def create_clip_model(device: str | torch.device = "cpu", text_model_name: str | None = None,
                       image_backbone: str = "resnet50", pretrained: bool | None = None,
                       embed_dim: int = 512, *, image_size: int | None = None, pooling: str = "auto",
-                      vit_model_name: str | None = None, profile: str | None = None,
+                      vit_model_name: str | None = None, profile: str = "quick",
                       verbose: bool = True) -> CLIP:
     """Build a CLIP model of either recipe (the asymmetric one by default).
 
@@ -537,16 +648,12 @@ def create_clip_model(device: str | torch.device = "cpu", text_model_name: str |
             ``None``: 224 in the full profile, 32 in the quick one.
         vit_model_name: the ViT to load for ``"vit"`` (default ``google/vit-base-patch16-224-in21k``).
     """
-    profile = profile or get_profile()
-    _check_backbone(image_backbone, IMAGE_BACKBONES)
-    if pretrained is None:
-        pretrained = profile == "full"
-    if image_size is None:
-        image_size = 224 if profile == "full" else 32
+    spec = image_encoder_spec(image_backbone, embed_dim, image_size, pretrained, vit_model_name, profile)
     if image_backbone == "vit":
-        image_encoder = ViTImageEncoder(vit_model_name, embed_dim, image_size=image_size,
-                                        pretrained=pretrained, profile=profile)
+        image_encoder = ViTImageEncoder(vit_model_name, embed_dim, image_size=spec.image_size,
+                                        pretrained=spec.pretrained, profile=profile)
     else:
-        image_encoder = CLIPImageEncoder(image_backbone, embed_dim, pretrained=pretrained, image_size=image_size)
+        image_encoder = CLIPImageEncoder(image_backbone, embed_dim, pretrained=spec.pretrained,
+                                         image_size=spec.image_size)
     text_encoder = CLIPTextEncoder(text_model_name, embed_dim, pooling=pooling, profile=profile, verbose=verbose)
     return CLIP(image_encoder, text_encoder).to(device)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..paths import is_local_dir, repo_root
+from ..paths import checkpoints_dir, is_local_dir, repo_root
 
 #: OpenAI's short names (the ``clip`` package's ``clip.load`` names) → Hugging Face ids.
 CLIP_SHORT_NAMES: dict[str, str] = {
@@ -32,6 +32,15 @@ def is_open_clip_name(name: str) -> bool:
     """True for the CLIPs the lab loads through open_clip: OpenAI's ResNet CLIPs
     (``CLIP_RESNET_NAMES``, spelled as OpenAI does: ``RN50x64``, not ``rn50x64``)."""
     return str(name).strip() in CLIP_RESNET_NAMES
+
+
+CHECKPOINT_NAME = "02_clip_image_encoder.safetensors"
+"""The file name of notebook 02's main image encoder, the one notebook 03 loads by default."""
+
+
+def default_checkpoint_path() -> Path:
+    """``checkpoints/02_clip_image_encoder.safetensors``."""
+    return checkpoints_dir() / CHECKPOINT_NAME
 
 
 def lab_checkpoint_file(name: str) -> Path | None:

@@ -30,12 +30,13 @@ recipes (fine-tuning strategies, steps, cached features, measurements) in ``lab_
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from .pretrained import DEFAULT_VIT, load_pretrained, quick_vit_config, quiet_transformers
+from .pretrained import DEFAULT_VIT, ViTSpec, load_vit, on_device, quiet_transformers, vit_spec
 from .vit import POOLINGS, encoder_layers, pool_tokens
 
 MODES = ("rgb", "thermal", "combined")
@@ -100,18 +101,18 @@ def make_fer_head(hidden_size: int, num_classes: int = 7, dropout_rate: float = 
 
 
 def load_vit_backbone(model_name: str = DEFAULT_VIT, *, quick_config: Any = None,
-                      profile: str | None = None, verbose: bool = True, what: str = "ViT backbone") -> nn.Module:
+                      profile: str = "quick", verbose: bool = True, what: str = "ViT backbone",
+                      backbone: ViTSpec | None = None) -> nn.Module:
     """A ``transformers.ViTModel`` without its pooler (we pool ourselves).
 
     ``model_name``: hub id (full profile; offline-safe, see ``load_pretrained``) or a local
     ``save_pretrained`` folder; in the quick profile a hub id gives ``quick_config``
     (default ``quick_vit_config()``: 32 px, patch 8, hidden 64, 4 layers), random init.
+    ``backbone``: the backbone settled beforehand (``vit_spec``), used instead of
+    ``model_name``, ``quick_config`` and ``profile``.
     """
-    from transformers import ViTModel
-
     with quiet_transformers():              # no load report / progress bar for the unused pooler
-        vit = load_pretrained(ViTModel, model_name, quick_config=quick_config or quick_vit_config(),
-                              what=what, profile=profile, verbose=verbose)
+        vit = load_vit(backbone or vit_spec(model_name, profile, quick_config), what=what, verbose=verbose)
     vit.pooler = None  # unused: the [CLS] / mean feature goes straight into our head
     return vit
 
@@ -234,13 +235,14 @@ class ViTForFER(_FERBase):
     def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7,
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
-                 profile: str | None = None, verbose: bool = True):
+                 profile: str = "quick", verbose: bool = True, backbone: ViTSpec | None = None):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
         _check_choice(pooling, POOLINGS, "pooling")
         self.num_classes, self.pooling = num_classes, pooling
-        self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose)
+        self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose,
+                                     backbone=backbone)
         self.hidden_size = self.vit.config.hidden_size
         self.classifier = make_fer_head(self.hidden_size, num_classes, dropout_rate)
         if freeze_backbone:
@@ -300,7 +302,7 @@ class EarlyFusionViT(_FERBase):
     def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7, fusion_type: str = "concat",
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
-                 profile: str | None = None, verbose: bool = True):
+                 profile: str = "quick", verbose: bool = True, backbone: ViTSpec | None = None):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
@@ -309,7 +311,8 @@ class EarlyFusionViT(_FERBase):
             raise ValueError(f"EarlyFusionViT: fusion_type={fusion_type!r} is not an early fusion. Allowed: "
                              f"{', '.join(map(repr, EARLY_TYPES))}. Valid combinations:\n{_combinations_text()}")
         self.num_classes, self.pooling, self.fusion_type = num_classes, pooling, fusion_type
-        self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose)
+        self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose,
+                                     backbone=backbone)
         if fusion_type == "concat":
             patches = self.vit.embeddings.patch_embeddings
             patches.projection = six_channel_patch_embedding(patches.projection)
@@ -409,7 +412,7 @@ class LateFusionViT(_FERBase):
                  fusion_layer: str = "feature", freeze_backbone: bool = False, dropout_rate: float = 0.1, *,
                  pooling: str = "cls", num_heads: int = 4, thermal_model_name: str | None = None,
                  gradient_checkpointing: bool = False, aux_weight: float = 0.0, quick_config: Any = None,
-                 profile: str | None = None, verbose: bool = True):
+                 profile: str = "quick", verbose: bool = True, backbone: ViTSpec | None = None):
         super().__init__()
         _check_classes(num_classes)
         _check_dropout(dropout_rate)
@@ -425,9 +428,10 @@ class LateFusionViT(_FERBase):
         self.num_classes, self.pooling = num_classes, pooling
         self.fusion_type, self.fusion_layer = fusion_type, fusion_layer
         self.rgb_vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile,
-                                         verbose=verbose, what="RGB ViT encoder")
+                                         verbose=verbose, what="RGB ViT encoder", backbone=backbone)
         self.thermal_vit = load_vit_backbone(thermal_model_name or model_name, quick_config=quick_config,
-                                             profile=profile, verbose=False, what="thermal ViT encoder")
+                                             profile=profile, verbose=False, what="thermal ViT encoder",
+                                             backbone=None if thermal_model_name else backbone)
         h = self.hidden_size = self.rgb_vit.config.hidden_size
         if self.thermal_vit.config.hidden_size != h:
             raise ValueError(f"the two encoders must have the same hidden size, got {h} (RGB) and "
@@ -549,3 +553,38 @@ FUSION_MODELS: dict[str, dict[str, str]] = {
     "late attention": dict(mode="combined", fusion_strategy="late", fusion_type="attention", fusion_layer="feature"),
     "late prediction": dict(mode="combined", fusion_strategy="late", fusion_type="concat", fusion_layer="prediction"),
 }
+
+
+@dataclass(frozen=True)
+class FERSpec:
+    """One of notebooks 04-05's models, settled once (``fer_spec``): its backbone (``vit_spec``),
+    ``create_multimodal_vit_model``'s choice of model, and its other arguments (``options``:
+    ``(name, value)`` pairs such as ``("pooling", "cls")``)."""
+
+    backbone: ViTSpec
+    mode: str = "rgb"
+    fusion_strategy: str = "early"
+    fusion_type: str = "concat"
+    fusion_layer: str = "feature"
+    num_classes: int = 7
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+def fer_spec(model_name: str = DEFAULT_VIT, profile: str = "quick", quick_config: Any = None,
+             mode: str = "rgb", fusion_strategy: str = "early", fusion_type: str = "concat",
+             fusion_layer: str = "feature", num_classes: int = 7, **options: Any) -> FERSpec:
+    """The model ``create_multimodal_vit_model(mode, fusion_strategy, fusion_type, fusion_layer,
+    model_name=..., num_classes=..., **options, profile=profile)`` makes, as a spec."""
+    return FERSpec(vit_spec(model_name, profile, quick_config), mode, fusion_strategy, fusion_type,
+                   fusion_layer, num_classes, tuple(sorted(options.items())))
+
+
+def build_fer(spec: FERSpec, device: str | torch.device | None = None) -> nn.Module:
+    """The architecture of ``spec``, random init, on ``device`` (``on_device``: ``"meta"`` for
+    shapes only): the model ``create_multimodal_vit_model`` makes, its backbone built from
+    ``spec.backbone.config`` (no download, no weights loaded)."""
+    with on_device(device):
+        return create_multimodal_vit_model(spec.mode, spec.fusion_strategy, spec.fusion_type, spec.fusion_layer,
+                                           model_name=spec.backbone.name, num_classes=spec.num_classes,
+                                           backbone=replace(spec.backbone, pretrained=False), verbose=False,
+                                           **dict(spec.options))

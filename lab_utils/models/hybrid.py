@@ -46,8 +46,12 @@ model never needs the whole data set at 224 px in host memory.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
@@ -56,11 +60,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.transforms import NORMALIZATION, to_pixels
-from .clip import channels_last
-from .clip_names import CLIP_RESNET_NAMES, is_open_clip_name, lab_checkpoint_file, resolve_clip_name
+from ..network import hub_offline, hub_reachable
+from .clip import (ImageEncoderSpec, build_image_encoder, channels_last, image_encoder_spec_from_file,
+                   load_image_encoder)
+from .clip_names import (CLIP_RESNET_NAMES, default_checkpoint_path, is_open_clip_name, lab_checkpoint_file,
+                         resolve_clip_name)
 from .fer import make_fer_head
-from .pretrained import (PretrainedUnavailable, _hub_reachable, _offline, is_local_dir, load_pretrained,
-                         quick_vit_config)
+from .pretrained import (PretrainedUnavailable, ViTSpec, build_vit, cached_config, is_local_dir, load_pretrained,
+                         load_vit, on_device, quick_vit_config, vit_shape_from_name, vit_spec)
 from .summary import parameter_table
 from .vit import pool_tokens
 
@@ -163,50 +170,114 @@ class FrozenCLIPBranch(nn.Module):
         """From an image encoder trained in notebook 02: ``CLIPImageEncoder`` (a ResNet +
         projection head, trained on ImageNet-normalised pixels) or ``ViTImageEncoder`` (a
         ViT + Linear + LayerNorm, pixels scaled to [-1, 1]), at ``encoder.image_size``."""
-        mean = tuple(encoder.mean.flatten().tolist())
-        std = tuple(encoder.std.flatten().tolist())
+        mean, std = (tuple(torch.tensor(v, device="cpu").tolist()) for v in encoder.normalization)   # as float32
         return cls(encoder, "lab", encoder.embed_dim, int(getattr(encoder, "image_size", 32)),
                    mean, std, source=source)
 
 
-def load_clip_branch(model_name: str, profile: str | None = None, verbose: bool = True,
-                     **clip_kwargs: Any) -> FrozenCLIPBranch:
-    """The frozen CLIP branch for ``clip.model_name``, following the profile rules.
+@dataclass(frozen=True)
+class CLIPBranchSpec:
+    """The frozen CLIP branch ``clip.model_name`` stands for in a profile, settled once
+    (``clip_branch_spec``) and then built (``build_clip_branch``) or loaded (``load_clip_branch``).
 
-    * full profile + one of OpenAI's ResNet CLIPs (``RN50`` …) → open_clip's model with
-      OpenAI's weights (``open_clip_branch``; offline, not cached, or open_clip missing:
-      ``PretrainedUnavailable`` with instructions);
+    ``kind``: ``"hf"`` (a ``CLIPVisionModelWithProjection`` of ``config``), ``"open_clip"``
+    (open_clip's model ``name``) or ``"lab"`` (notebook 02's image encoder saved at ``name``:
+    ``encoder``, ``None`` while notebook 02 has not written the file);
+    ``instead_of``: the CLIP name a quick-profile ``"lab"`` branch stands in for."""
+
+    kind: str
+    name: str
+    config: Any = None
+    encoder: ImageEncoderSpec | None = None
+    instead_of: str | None = None
+
+
+def clip_branch_spec(model_name: str, profile: str = "quick") -> CLIPBranchSpec:
+    """Which frozen CLIP branch ``model_name`` means in ``profile``; reads configs and checkpoint
+    headers only (no download, no weights):
+
+    * full profile + one of OpenAI's ResNet CLIPs (``RN50`` …) → open_clip's model;
     * a notebook 02 checkpoint (``checkpoints/02_clip_image_encoder_vit.safetensors`` …,
-      either recipe) → that image encoder (any profile; trained briefly when missing);
-    * a local directory → ``CLIPVisionModelWithProjection.from_pretrained`` (any profile);
-    * full profile + short name / hub id → the pretrained vision tower with projection
-      (offline: ``PretrainedUnavailable`` with instructions);
-    * quick profile + short name / hub id → notebook 02's image encoder from
-      ``checkpoints/`` (``load_clip_image_encoder``: trained briefly when missing; a
-      checkpoint of another architecture raises ``CheckpointError`` and is left untouched).
-    """
-    from ..config import get_profile
+      either recipe), any profile → the image encoder its header records;
+    * a local directory (any profile), or a short name / hub id in the full profile → a
+      ``CLIPVisionModelWithProjection`` of its config (a hub id not on this machine: its shape
+      from its name, ``vit_shape_from_name``);
+    * quick profile + short name / hub id → notebook 02's main image encoder
+      (``checkpoints/02_clip_image_encoder.safetensors``).
 
-    profile = profile or get_profile()
+    Raises ``ValueError`` for a name ``resolve_clip_name`` refuses (the message lists the known ones)."""
+    from transformers import CLIPVisionConfig
+
     target = resolve_clip_name(model_name)
     if profile == "full" and is_open_clip_name(target):
-        return open_clip_branch(target)
-    from ..recipes.clip import load_clip_image_encoder
-
+        return CLIPBranchSpec("open_clip", target)
     checkpoint = lab_checkpoint_file(target)
-    if checkpoint is not None:                                # notebook 02's, any profile
-        encoder = load_clip_image_encoder(checkpoint, freeze=True, verbose=verbose, **clip_kwargs)
-        return FrozenCLIPBranch.from_lab(encoder, source=f"notebook 02 ({checkpoint.name})")
+    if checkpoint is not None:
+        return _lab_branch_spec(checkpoint)
     if is_local_dir(target) or profile == "full":
+        config = cached_config(CLIPVisionConfig, target)
+        if config is None:
+            shape = vit_shape_from_name(target, patch=32)
+            config = CLIPVisionConfig(**shape, projection_dim=768 if shape["hidden_size"] > 768 else 512)
+        return CLIPBranchSpec("hf", target, config=config)
+    return dataclasses.replace(_lab_branch_spec(default_checkpoint_path()), instead_of=target)
+
+
+def _lab_branch_spec(checkpoint: Path) -> CLIPBranchSpec:
+    encoder = image_encoder_spec_from_file(checkpoint) if checkpoint.is_file() else None
+    return CLIPBranchSpec("lab", str(checkpoint), encoder=encoder)
+
+
+def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device | None = None) -> FrozenCLIPBranch:
+    """The architecture of ``spec`` as a frozen branch, random init, on ``device`` (``on_device``:
+    ``"meta"`` for shapes only). Never downloads, never loads weights, never trains.
+
+    Raises ``FileNotFoundError`` for a notebook 02 encoder not saved yet (``spec.encoder``
+    is ``None``): run notebook 02, or take the spec from ``recipe_clip_branch_spec``
+    (``lab_utils.recipes.clip``), which knows the encoder notebook 02 saves there."""
+    if spec.kind == "open_clip":
+        model = _open_clip_random(spec.name, device=device or torch.get_default_device())
+        return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {spec.name} (random init)")
+    with on_device(device):
+        if spec.kind == "hf":
+            from transformers import CLIPVisionModelWithProjection
+
+            return FrozenCLIPBranch.from_hf(CLIPVisionModelWithProjection(spec.config), source=spec.name)
+        if spec.encoder is None:
+            raise FileNotFoundError(f"No CLIP image encoder at {spec.name}: notebook 02 has not saved it yet, "
+                                    "so its architecture is unknown. Run notebook 02 (it saves one there), or "
+                                    "use lab_utils.recipes.clip.recipe_clip_branch_spec (the encoder notebook 02 "
+                                    "saves there).")
+        encoder = build_image_encoder(spec.encoder)
+    return FrozenCLIPBranch.from_lab(encoder, source=_lab_source(spec))
+
+
+def _lab_source(spec: CLIPBranchSpec) -> str:
+    return "notebook 02" if spec.instead_of else f"notebook 02 ({Path(spec.name).name})"
+
+
+def load_clip_branch(model_name: str | CLIPBranchSpec, profile: str = "quick", verbose: bool = True,
+                     **clip_kwargs: Any) -> FrozenCLIPBranch:
+    """The frozen CLIP branch for ``clip.model_name`` (or a ``CLIPBranchSpec``) with its weights:
+    OpenAI's through open_clip (``open_clip_branch``), a ViT CLIP's vision tower through
+    ``load_pretrained``, or notebook 02's image encoder from ``checkpoints/`` (``clip_kwargs``:
+    ``backbone`` / ``embed_dim`` it must have, see ``load_image_encoder``). Never trains: a
+    notebook 02 encoder not saved yet raises ``FileNotFoundError`` (run notebook 02, or
+    ``lab_utils.recipes.clip.load_or_train_clip_branch``). Offline, not cached, or open_clip
+    missing: ``PretrainedUnavailable`` with instructions."""
+    spec = model_name if isinstance(model_name, CLIPBranchSpec) else clip_branch_spec(model_name, profile)
+    if spec.kind == "open_clip":
+        return open_clip_branch(spec.name)
+    if spec.kind == "hf":
         from transformers import CLIPVisionModelWithProjection
 
-        model = load_pretrained(CLIPVisionModelWithProjection, target, what="CLIP branch",
-                                profile=profile)              # quietly: no report of the text tower left out
-        return FrozenCLIPBranch.from_hf(model, source=str(target))
-    encoder = load_clip_image_encoder(freeze=True, verbose=verbose, **clip_kwargs)
-    if verbose:
-        print(f"Quick profile: the CLIP branch is notebook 02's image encoder instead of {target}.")
-    return FrozenCLIPBranch.from_lab(encoder, source="notebook 02")
+        model = load_pretrained(CLIPVisionModelWithProjection, spec.name, what="CLIP branch",
+                                profile="full")               # quietly: no report of the text tower left out
+        return FrozenCLIPBranch.from_hf(model, source=spec.name)
+    encoder = load_image_encoder(spec.name, freeze=True, verbose=verbose, **clip_kwargs)
+    if verbose and spec.instead_of:
+        print(f"Quick profile: the CLIP branch is notebook 02's image encoder instead of {spec.instead_of}.")
+    return FrozenCLIPBranch.from_lab(encoder, source=_lab_source(spec))
 
 
 def open_clip_branch(name: str, pretrained: str | None = "openai",
@@ -238,6 +309,16 @@ def open_clip_branch(name: str, pretrained: str | None = "openai",
     if image_size is not None and pretrained is not None:
         raise ValueError(f"image_size={image_size} needs pretrained=None: {name}'s {pretrained} "
                          "weights only fit its own input size.")
+    open_clip = _import_open_clip(name)
+    if pretrained is None:
+        return FrozenCLIPBranch.from_open_clip(_open_clip_random(name, image_size),
+                                               source=f"open_clip {name} (random init)")
+    model = _open_clip_pretrained(open_clip, name, pretrained)
+    return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {name} ({pretrained})")
+
+
+def _import_open_clip(name: str) -> Any:
+    """The ``open_clip`` module, or ``PretrainedUnavailable`` saying how to install it."""
     try:
         import open_clip
     except ImportError:
@@ -245,12 +326,21 @@ def open_clip_branch(name: str, pretrained: str | None = "openai",
             f"CLIP branch: {name} is loaded through open_clip, which is not installed. Run "
             "`pip install open_clip_torch` (it is in requirements.txt), or set clip.model_name: "
             "ViT-B/32 in configs/model.yml.") from None
-    if pretrained is None:
-        model = open_clip.create_model(name, pretrained=None, force_quick_gelu=True,
-                                       force_image_size=image_size)
-        return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {name} (random init)")
-    model = _open_clip_pretrained(open_clip, name, pretrained)
-    return FrozenCLIPBranch.from_open_clip(model, source=f"open_clip {name} ({pretrained})")
+    return open_clip
+
+
+def _open_clip_random(name: str, image_size: int | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """open_clip's ``name`` with random weights (OpenAI's QuickGELU), on ``device``. open_clip
+    logs "No pretrained weights loaded" for each such model; random init is asked for here, so
+    the line is kept out of the output. Raises ``PretrainedUnavailable`` without open_clip."""
+    open_clip = _import_open_clip(name)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        return open_clip.create_model(name, pretrained=None, force_quick_gelu=True,
+                                      force_image_size=image_size, device=device)
+    finally:
+        logging.disable(previous)
 
 
 def _open_clip_pretrained(open_clip: Any, name: str, tag: str) -> nn.Module:
@@ -270,8 +360,8 @@ def _open_clip_pretrained(open_clip: Any, name: str, tag: str) -> nn.Module:
     how = ("On Colab or any machine with internet, unset HF_HUB_OFFLINE and run again (the "
            "weights are cached after the first download); or set clip.model_name: ViT-B/32 in "
            "configs/model.yml; or use LAB_PROFILE=quick (notebook 02's encoder, no download).")
-    blocked = ("HF_HUB_OFFLINE=1 forbids downloading" if _offline() else
-               "the Hugging Face hub cannot be reached from this machine" if not _hub_reachable() else None)
+    blocked = ("HF_HUB_OFFLINE=1 forbids downloading" if hub_offline() else
+               "the Hugging Face hub cannot be reached from this machine" if not hub_reachable() else None)
     if blocked:  # fail in seconds, not after open_clip's download retries
         raise PretrainedUnavailable(f"CLIP branch: {name} ({tag} weights, {where}) is not in the local "
                                     f"Hugging Face cache, and {blocked}. {how}")
@@ -384,7 +474,7 @@ class HybridViTCLIP(nn.Module):
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_config(cls, config: Mapping, num_classes: int, fusion: str | None = None,
-                    profile: str | None = None, clip: FrozenCLIPBranch | None = None,
+                    profile: str = "quick", clip: FrozenCLIPBranch | None = None,
                     vit_overrides: Mapping | None = None, verbose: bool = True,
                     **kwargs: Any) -> "HybridViTCLIP":
         """Build the model that ``configs/model.yml`` describes.
@@ -395,27 +485,20 @@ class HybridViTCLIP(nn.Module):
                 ``fusion.aux_weight``).
             num_classes: number of classes (7 for FER).
             fusion: override ``fusion.method`` (e.g. ``"vit_only"`` for a baseline).
-            profile: ``"quick"`` / ``"full"``; default ``get_profile()``.
+            profile: the notebook's settled profile (``lab.profile``): ``"quick"`` / ``"full"``.
             clip: an already loaded ``FrozenCLIPBranch`` to share between models (it is
                 frozen, so sharing is safe and saves loading it again).
             vit_overrides: changes to the quick profile's small ViT config
                 (``quick_vit_config``, which starts from std 0.1 so the branch learns in seconds).
         """
-        from transformers import ViTModel
-
-        fusion = fusion or config["fusion"]["method"]
-        if fusion in FUSION_METHODS:    # the remedies the config asks for (fusions only)
-            for key in ("modality_dropout", "aux_weight"):
-                kwargs.setdefault(key, config["fusion"].get(key, 0.0))
+        spec = hybrid_spec(config, num_classes, fusion, profile, vit_overrides, with_clip=clip is None, **kwargs)
         vit = None
-        if fusion != "clip_only":
-            vit = load_pretrained(ViTModel, config["vit"]["model_name"], what="ViT branch",
-                                  quick_config=quick_vit_config(**dict(vit_overrides or {})),
-                                  profile=profile, verbose=verbose)
+        if spec.vit is not None:
+            vit = load_vit(spec.vit, what="ViT branch", verbose=verbose)
             vit.pooler = None  # only the [CLS] vector is used: no unused (untrained) pooler
-        if clip is None and fusion != "vit_only":
-            clip = load_clip_branch(config["clip"]["model_name"], profile=profile, verbose=verbose)
-        return cls(vit, clip, num_classes, fusion=fusion, **kwargs)
+        if spec.clip is not None:
+            clip = load_clip_branch(spec.clip, verbose=verbose)
+        return cls(vit, clip, num_classes, fusion=spec.fusion, **dict(spec.options))
 
     # ---------------------------------------------------------------- preprocessing
     @property
@@ -526,3 +609,40 @@ class HybridViTCLIP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"fusion={self.fusion!r}, vit_dim={self.vit_dim}, clip_dim={self.clip_dim}, classes={self.num_classes}"
+
+
+@dataclass(frozen=True)
+class HybridSpec:
+    """Notebook 03's model, settled once (``hybrid_spec``): its ViT branch (``None`` for
+    ``clip_only``), its CLIP branch (``None`` for ``vit_only``, or when a loaded branch is shared),
+    the number of classes, the fusion and the other ``HybridViTCLIP`` arguments (``options``)."""
+
+    vit: ViTSpec | None
+    clip: CLIPBranchSpec | None
+    num_classes: int
+    fusion: str = "concat"
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+def hybrid_spec(config: Mapping, num_classes: int, fusion: str | None = None, profile: str = "quick",
+                vit_overrides: Mapping | None = None, with_clip: bool = True, **kwargs: Any) -> HybridSpec:
+    """The model ``HybridViTCLIP.from_config`` makes from ``configs/model.yml`` (same arguments;
+    ``with_clip=False`` leaves the CLIP branch out, for a branch that is passed in already)."""
+    fusion = fusion or config["fusion"]["method"]
+    if fusion in FUSION_METHODS:    # the remedies the config asks for (fusions only)
+        for key in ("modality_dropout", "aux_weight"):
+            kwargs.setdefault(key, config["fusion"].get(key, 0.0))
+    vit = (vit_spec(config["vit"]["model_name"], profile, quick_vit_config(**dict(vit_overrides or {})))
+           if fusion != "clip_only" else None)
+    clip = clip_branch_spec(config["clip"]["model_name"], profile) if with_clip and fusion != "vit_only" else None
+    return HybridSpec(vit, clip, int(num_classes), fusion, tuple(sorted(kwargs.items())))
+
+
+def build_hybrid(spec: HybridSpec, device: str | torch.device | None = None) -> HybridViTCLIP:
+    """The architecture of ``spec``, random init, on ``device`` (``on_device``: ``"meta"`` for
+    shapes only): the ViT without its pooler and the CLIP branch (``build_clip_branch``)."""
+    with on_device(device):
+        vit = build_vit(spec.vit, add_pooling_layer=False) if spec.vit is not None else None
+        clip = build_clip_branch(spec.clip) if spec.clip is not None else None
+        return HybridViTCLIP(vit, clip, spec.num_classes, fusion=spec.fusion, **dict(spec.options))
+

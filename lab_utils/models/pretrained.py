@@ -8,12 +8,17 @@
 * a **hub id** in the **full** profile comes from the local Hugging Face cache, or from
   the hub when it is reachable. With no network (or ``HF_HUB_OFFLINE=1``) it fails within
   seconds with ``PretrainedUnavailable`` saying what to do — never a silent swap.
+
+A ``transformers.ViTModel`` backbone goes through a spec: ``vit_spec(name, profile)`` settles
+it once (its config, whether it has weights to load), ``build_vit`` makes the architecture on
+any device (``meta`` included), ``load_vit`` adds the weights by the rules above.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,7 +26,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ..config import get_profile
+from ..network import hub_offline, hub_reachable, reachable
 from ..paths import is_local_dir
 
 
@@ -52,27 +57,6 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def reachable(url: str, timeout: float = 3.0) -> bool:
-    """One TCP connection attempt to ``url``'s host, so that a machine without network fails
-    in seconds instead of retrying downloads."""
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers (``reachable``)."""
-    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
-
-
 def resnet_weights(backbone: str):
     """ImageNet weights for a torchvision ResNet, from the torch hub cache or the network.
 
@@ -87,7 +71,7 @@ def resnet_weights(backbone: str):
     how = (f"On Colab or any machine with internet run it again; or download {weights.url} once "
            f"and place it at {cached}; or use LAB_PROFILE=quick (random-init {backbone}), "
            "or create_clip_model(pretrained=False).")
-    if _offline():
+    if hub_offline():
         raise PretrainedUnavailable(f"ImageNet weights for {backbone} are not in the torch hub cache "
                                     f"({cached}) and HF_HUB_OFFLINE=1 says this machine is offline. {how}")
     if not reachable(weights.url):
@@ -125,13 +109,51 @@ def quick_vit_config(**overrides: Any):
     return ViTConfig(**settings)
 
 
+#: ViT sizes by the word in a model's name: (hidden, layers, heads), MLP 4 × hidden; CLIP's
+#: ViT towers have the same sizes.
+VIT_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16),
+             "huge": (1280, 32, 16)}
+
+
+def vit_shape_from_name(model_name: str, patch: int, image_size: int = 224) -> dict[str, Any]:
+    """Size, patch and resolution read from a ViT's hub name (``google/vit-large-patch16-224``,
+    ``openai/clip-vit-large-patch14-336``); what the name leaves out: ViT-B, ``patch``, 224 px.
+
+    The one place a shape is guessed from a name: ``cached_config`` gives ``None`` for a hub id
+    whose ``config.json`` is not on this machine (never downloaded), and the spec resolvers
+    (``vit_spec``, ``clip_branch_spec``) then build this shape, so that a model of the full
+    profile can be built on the ``meta`` device (the cost estimate) without a download."""
+    name = str(model_name).lower()
+    hidden, layers, heads = VIT_SIZES[next((s for s in VIT_SIZES if s in name), "base")]
+    found_patch, found_size = re.search(r"patch(\d+)", name), re.search(r"-(\d{3})(?:-|$)", name)
+    return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                intermediate_size=4 * hidden, patch_size=int(found_patch.group(1)) if found_patch else patch,
+                image_size=int(found_size.group(1)) if found_size else image_size)
+
+
+def cached_config(config_cls: Any, name_or_path: str) -> Any:
+    """``config_cls`` (``ViTConfig``, ``CLIPVisionConfig`` …) of a local folder or of a hub id in
+    the local Hugging Face cache; ``None`` when it is not on this machine. Never downloads."""
+    name = str(name_or_path)
+    try:
+        with quiet_transformers():
+            return config_cls.from_pretrained(name, **({} if is_local_dir(name) else {"local_files_only": True}))
+    except (OSError, ValueError):
+        return None
+
+
 def _from_pretrained(model_cls: Any, name: str, **kwargs: Any) -> Any:
     with quiet_transformers():
         return model_cls.from_pretrained(name, **kwargs)
 
 
+def _say_quick(what: str, model_cls: Any, config: Any, name: str) -> None:
+    print(f"Quick profile: {what} is a small {getattr(model_cls, '__name__', 'model')} "
+          f"({describe_config(config)}, random init) instead of {name}.")
+
+
 def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_config: Any = None,
-                    what: str = "model", profile: str | None = None, verbose: bool = True,
+                    what: str = "model", profile: str = "quick", verbose: bool = True,
                     **kwargs: Any) -> Any:
     """Load ``model_cls.from_pretrained(name_or_path)`` following the profile rules above,
     quietly (``quiet_transformers``: no progress bars, no load report).
@@ -141,8 +163,8 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
         name_or_path: a hub id (``google/vit-base-patch16-224-in21k``) or a local directory.
         quick_config: the small config used instead of a hub id in the quick profile.
         what: how to name this model in messages ("ViT backbone", "CLIP text encoder").
+        profile: the notebook's settled profile (``lab.profile``); ``"quick"`` never downloads.
     """
-    profile = profile or get_profile()
     name = str(name_or_path)
     if is_local_dir(name):
         try:
@@ -159,8 +181,7 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
                 "downloads. Pass a local directory, or run with LAB_PROFILE=full on a machine "
                 "with internet.")
         if verbose:
-            print(f"Quick profile: {what} is a small {getattr(model_cls, '__name__', 'model')} "
-                  f"({describe_config(quick_config)}, random init) instead of {name}.")
+            _say_quick(what, model_cls, quick_config, name)
         return model_cls(quick_config)
     try:  # the local cache first: works offline once a model was downloaded
         return _from_pretrained(model_cls, name, local_files_only=True, **kwargs)
@@ -170,16 +191,72 @@ def load_pretrained(model_cls: Any, name_or_path: str | os.PathLike, *, quick_co
            f"download it once (`huggingface-cli download {name}`, or from_pretrained + "
            f"save_pretrained into a folder) and pass that folder's path; or use "
            f"LAB_PROFILE=quick to run with small random-init models.")
-    if _offline():
+    if hub_offline():
         raise PretrainedUnavailable(f"{what}: {name} is not in the local Hugging Face cache "
                                     f"and HF_HUB_OFFLINE=1 forbids downloading. {how}")
-    if not _hub_reachable():
+    if not hub_reachable():
         raise PretrainedUnavailable(f"{what}: {name} is not cached and the Hugging Face hub "
                                     f"cannot be reached from this machine. {how}")
     try:
         return _from_pretrained(model_cls, name, **kwargs)
     except OSError as err:
         raise PretrainedUnavailable(f"{what}: downloading {name} failed ({err}). {how}") from None
+
+
+@dataclass(frozen=True)
+class ViTSpec:
+    """A ``transformers.ViTModel`` backbone, settled once from a model name and the profile.
+
+    ``name``: the hub id or local folder asked for; ``config``: the ``ViTConfig`` built (the
+    quick profile's small one for a hub id there); ``pretrained``: whether loading has weights
+    to fetch (a local folder, or a hub id in the full profile)."""
+
+    name: str
+    config: Any
+    pretrained: bool
+
+
+def vit_spec(model_name: str | os.PathLike = DEFAULT_VIT, profile: str = "quick",
+             quick_config: Any = None) -> ViTSpec:
+    """The ViT backbone ``model_name`` stands for in ``profile``, without a download: a local
+    folder's own config; in the quick profile a hub id gives ``quick_config`` (default
+    ``quick_vit_config()``); in the full profile a hub id's config from the local cache, else
+    its shape from its name (``vit_shape_from_name``)."""
+    from transformers import ViTConfig
+
+    name = str(model_name)
+    if profile == "quick" and not is_local_dir(name):
+        return ViTSpec(name, quick_config or quick_vit_config(), pretrained=False)
+    config = cached_config(ViTConfig, name) or ViTConfig(**vit_shape_from_name(name, patch=16))
+    return ViTSpec(name, config, pretrained=True)
+
+
+def on_device(device: str | torch.device | None) -> contextlib.AbstractContextManager:
+    """Where a ``build_*`` function creates its weights: ``device`` (``"meta"``: shapes only, no
+    memory), or the current default device when ``None``."""
+    return torch.device(device) if device is not None else contextlib.nullcontext()
+
+
+def build_vit(spec: ViTSpec, device: str | torch.device | None = None, add_pooling_layer: bool = True) -> nn.Module:
+    """The architecture of ``spec``: a random-init ``ViTModel`` of ``spec.config`` on ``device``
+    (``on_device``); never downloads, never loads weights."""
+    from transformers import ViTModel
+
+    with on_device(device):
+        return ViTModel(spec.config, add_pooling_layer=add_pooling_layer)
+
+
+def load_vit(spec: ViTSpec, what: str = "ViT backbone", verbose: bool = True) -> nn.Module:
+    """The ``ViTModel`` of ``spec`` with its weights: ``from_pretrained`` for a pretrained spec
+    (``load_pretrained``: the local folder, the hub cache, or the hub when reachable), else the
+    random-init model of its config (``build_vit``), with one line saying so. Never trains."""
+    from transformers import ViTModel
+
+    if spec.pretrained:
+        return load_pretrained(ViTModel, spec.name, what=what, profile="full", verbose=verbose)
+    if verbose:
+        _say_quick(what, ViTModel, spec.config, spec.name)
+    return build_vit(spec)
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:

@@ -8,7 +8,8 @@ how they are used zero-shot, and the image-encoder checkpoint notebook 03 reuses
 * ``zero_shot_classifier`` / ``zero_shot_predict`` with prompt ensembles (``PROMPT_TEMPLATES``);
 * ``save_clip_image_encoder`` / ``load_clip_image_encoder`` — the trained image encoder at
   ``checkpoints/02_clip_image_encoder.safetensors`` (``encoder_checkpoint_path``), which
-  notebook 03 loads (and trains briefly with ``train_clip_quick`` when it is missing);
+  notebook 03 loads (``load_or_train_clip_branch``: trained briefly with ``train_clip_quick``
+  when it is missing; ``recipe_clip_branch_spec``: its architecture before it is trained);
 * ``train_clip_quick`` — data → model → ``train_clip`` → save, in one call (``CLIPRun``);
 * ``benchmark_training_throughput`` and ``train_projection_heads`` (the loss experiments).
 
@@ -17,7 +18,7 @@ The models are in ``lab_utils.models.clip``, the caption data in ``lab_utils.dat
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 import math
 import os
 import time
@@ -28,7 +29,6 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from ..config import amp_dtype, load_config, seed_everything
@@ -36,22 +36,23 @@ from ..data.clip_data import (CaptionData, CaptionPairs, GroupShuffleSampler, Te
                               prepare_clip_data)
 from ..metrics import recall_at_k
 from ..models.clip import (_MINILM_ALIASES, CLIP, IMAGE_BACKBONES, IMAGE_ENCODERS, CLIPImageEncoder,
-                           ViTImageEncoder, _check_backbone, create_clip_model)
+                           ViTImageEncoder, _check_backbone, create_clip_model, image_encoder_spec,
+                           load_image_encoder)
+from ..models.clip_names import default_checkpoint_path
+from ..models.hybrid import CLIPBranchSpec, FrozenCLIPBranch, clip_branch_spec, load_clip_branch
 from ..models.pretrained import DEFAULT_VIT
-from ..paths import checkpoints_dir, configs_dir, rel
-from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ..paths import configs_dir, rel
+from ..checkpoints import save_checkpoint
 from ..training import Stopping, adamw, contrastive_loss, fit, get_optimizer_and_scheduler
 
 __all__ = [
     "RECIPES", "clip_settings", "describe_recipe", "clip_model_from_config", "CLIPStep", "train_clip",
     "embed_images", "image_features", "retrieval_embeddings", "PROMPT_TEMPLATES", "zero_shot_classifier",
-    "zero_shot_predict", "CHECKPOINT_NAME", "default_checkpoint_path", "clip_config_path",
-    "save_clip_image_encoder", "encoder_checkpoint_path", "load_clip_image_encoder", "CLIPRun",
+    "zero_shot_predict", "clip_config_path",
+    "save_clip_image_encoder", "encoder_checkpoint_path", "load_clip_image_encoder",
+    "recipe_clip_branch_spec", "load_or_train_clip_branch", "CLIPRun",
     "train_clip_quick", "benchmark_training_throughput", "train_projection_heads",
 ]
-
-CHECKPOINT_NAME = "02_clip_image_encoder.safetensors"
-
 
 # ─────────────────────────────────────────────────────────────────────────────
 # 1. The models of configs/clip.yml
@@ -92,7 +93,7 @@ def describe_recipe(settings: Mapping[str, Any]) -> str:
 
 
 def clip_model_from_config(config: Mapping, which: str = "main", device: str | torch.device = "cpu",
-                           *, profile: str | None = None, verbose: bool = True) -> CLIP:
+                           *, profile: str = "quick", verbose: bool = True) -> CLIP:
     """``create_clip_model`` with the settings of ``clip_settings(config, which)``."""
     return create_clip_model(device, **clip_settings(config, which), profile=profile, verbose=verbose)
 
@@ -232,11 +233,6 @@ def zero_shot_predict(model: CLIP, images: torch.Tensor, classifier: torch.Tenso
 # ─────────────────────────────────────────────────────────────────────────────
 # 4. Checkpoint for notebook 03
 # ─────────────────────────────────────────────────────────────────────────────
-def default_checkpoint_path() -> Path:
-    """``checkpoints/02_clip_image_encoder.safetensors``."""
-    return checkpoints_dir() / CHECKPOINT_NAME
-
-
 def clip_config_path() -> Path:
     """``configs/clip.yml`` of the lab (the repository's, else the one next to the package)."""
     for folder in (configs_dir(), Path(__file__).resolve().parents[2] / "configs"):
@@ -272,21 +268,6 @@ def encoder_checkpoint_path(backbone: str, main: bool = True) -> Path:
     return default_checkpoint_path().with_name(f"02_clip_image_encoder_{_check_backbone(backbone, IMAGE_BACKBONES)}.safetensors")
 
 
-def _read_checkpoint_state(path: Path) -> dict[str, Any]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is corrupt or truncated and cannot be read ({err}). "
-                              "Delete it to retrain, or restore an earlier copy.") from None
-    state = json.loads(meta.get("state", "{}"))
-    if "backbone" not in state or "embed_dim" not in state:
-        raise CheckpointError(f"{path} does not say which image encoder it holds (no backbone/embed_dim "
-                              "in its state): it was not written by save_clip_image_encoder. "
-                              "Delete it to retrain.")
-    return state
-
-
 def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_missing: bool = True, *,
                             backbone: str | None = None, embed_dim: int | None = None,
                             device: str | torch.device = "cpu", freeze: bool = False,
@@ -310,46 +291,48 @@ def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_miss
     Raises ``CheckpointError`` for a corrupt file or one of a different architecture.
     """
     path = Path(path) if path is not None else default_checkpoint_path()
-    if not path.is_file():
-        if not train_if_missing:
-            raise FileNotFoundError(f"No CLIP image encoder at {path}. Run notebook 02 (it saves one "
-                                    "there), or call load_clip_image_encoder(train_if_missing=True).")
-        cfg = train_config or load_config(clip_config_path(), profile="quick")
-        which = _recipe_saved_at(path, cfg)
-        if verbose:
-            print(f"No CLIP image encoder at {rel(path)}: training one now with notebook 02's quick "
-                  f"recipe ({describe_recipe(clip_settings(cfg, which))}).")
-        train_clip_quick(cfg, which=which, save_to=path, verbose=False)
-    state = _read_checkpoint_state(path)
-    wanted = {"backbone": backbone, "embed_dim": embed_dim}
-    for key, value in wanted.items():
-        if value is not None and state[key] != value:
-            raise CheckpointError(f"{path} holds a CLIP image encoder with {key}={state[key]!r}, but "
-                                  f"{key}={value!r} was asked for. Ask for {state[key]!r}, or delete/rename "
-                                  "the file and run notebook 02 again to train the architecture you want "
-                                  "(it was not modified).")
-    if state["backbone"] not in IMAGE_BACKBONES:
-        raise CheckpointError(f"{path}: unknown backbone {state['backbone']!r} in its state "
-                              f"(allowed: {', '.join(IMAGE_BACKBONES)}).")
-    image_size = int(state.get("image_size", 32))
-    if state["backbone"] == "vit":
-        if "vit_config" not in state:
-            raise CheckpointError(f"{path} holds a ViT image encoder but not its ViT config: it was "
-                                  "not written by save_clip_image_encoder. Delete it and run notebook 02 again.")
-        encoder: nn.Module = ViTImageEncoder(embed_dim=int(state["embed_dim"]), image_size=image_size,
-                                             vit_config=state["vit_config"])
-    else:
-        encoder = CLIPImageEncoder(state["backbone"], int(state["embed_dim"]), pretrained=False,
-                                   image_size=image_size)
-    load_checkpoint(path, encoder)
-    encoder.to(device)
-    if freeze:
-        encoder.requires_grad_(False)
-        encoder.eval()
+    if not path.is_file() and train_if_missing:
+        _train_missing_encoder(path, train_config, verbose)
+    return load_image_encoder(path, backbone=backbone, embed_dim=embed_dim, device=device, freeze=freeze,
+                              verbose=verbose)
+
+
+def _train_missing_encoder(path: Path, train_config: Mapping | None, verbose: bool) -> None:
+    """Train the image encoder notebook 02 saves at ``path`` with its quick recipe, and save it."""
+    cfg = train_config or load_config(clip_config_path(), profile="quick")
+    which = _recipe_saved_at(path, cfg)
     if verbose:
-        print(f"Loaded the CLIP image encoder ({state['backbone']}, {state['embed_dim']}-d, "
-              f"{encoder.image_size} px) from {rel(path)}.")
-    return encoder
+        print(f"No CLIP image encoder at {rel(path)}: training one now with notebook 02's quick "
+              f"recipe ({describe_recipe(clip_settings(cfg, which))}).")
+    train_clip_quick(cfg, which=which, save_to=path, verbose=False)
+
+
+def recipe_clip_branch_spec(model_name: str, profile: str = "quick") -> CLIPBranchSpec:
+    """``clip_branch_spec(model_name, profile)``, where a notebook 02 encoder that is not saved
+    yet gets the image encoder (``image_encoder_spec``) notebook 02 saves there in ``profile``
+    (``configs/clip.yml``): what ``load_or_train_clip_branch`` would train, and what the cost
+    estimate counts before notebook 02 has run."""
+    spec = clip_branch_spec(model_name, profile)
+    if spec.kind != "lab" or spec.encoder is not None:
+        return spec
+    cfg = load_config(clip_config_path(), profile=profile)
+    settings = clip_settings(cfg, _recipe_saved_at(Path(spec.name), cfg))
+    return dataclasses.replace(spec, encoder=image_encoder_spec(
+        settings["image_backbone"], settings["embed_dim"], settings["image_size"], settings["pretrained"],
+        settings["vit_model_name"], profile))
+
+
+def load_or_train_clip_branch(model_name: str, profile: str = "quick", verbose: bool = True,
+                              train_config: Mapping | None = None, **clip_kwargs: Any) -> FrozenCLIPBranch:
+    """Notebook 03's frozen CLIP branch (``load_clip_branch``); when it is notebook 02's image
+    encoder and notebook 02 has not saved it yet, that encoder is first trained with notebook
+    02's quick recipe (``train_config``, default ``configs/clip.yml`` in the quick profile,
+    about a minute on 2 cores) and saved where notebook 02 would have saved it."""
+    spec = clip_branch_spec(model_name, profile)
+    if spec.kind == "lab" and spec.encoder is None:
+        _train_missing_encoder(Path(spec.name), train_config, verbose)
+        spec = clip_branch_spec(model_name, profile)
+    return load_clip_branch(spec, verbose=verbose, **clip_kwargs)
 
 
 def _recipe_saved_at(path: Path, config: Mapping) -> str:
