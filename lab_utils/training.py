@@ -78,7 +78,9 @@ def classification_step(inputs: Sequence[str] = ("pixel_values",), label_key: st
 
 
 # --------------------------------------------------------------------------- evaluation
-def _autocast(device: torch.device, amp: bool | None):
+def autocast(device: torch.device, amp: bool | None):
+    """The mixed-precision context of the lab's steps on ``device``: bf16 or fp16 autocast on
+    CUDA (``config.amp_dtype``; ``amp=False`` turns it off), a disabled one elsewhere."""
     if _amp_dtype(device, amp) is None:
         return torch.autocast(device_type=device.type, enabled=False)
     return torch.autocast(device_type="cuda", dtype=_amp_dtype(device, amp))
@@ -100,7 +102,7 @@ def evaluate(model: nn.Module, loader: Iterable, step_fn: StepFn | None = None,
     total, count, preds, labels = torch.zeros((), dtype=torch.float64, device=device), 0, [], []
     for batch in loader:
         batch = to_device(batch, device)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = step_fn(model, batch)
         n = _batch_size(batch)
         total += out["loss"].detach().double() * n
@@ -351,7 +353,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
     for i, batch in enumerate(bar):
         batch = to_device(batch, device)
-        with _autocast(device, steps.amp):
+        with autocast(device, steps.amp):
             out = step_fn(model, batch)
         detached = guard.flag(i, out["loss"])
         loss = out["loss"] / steps.grad_accum_steps

@@ -148,8 +148,9 @@ def _disable_checkpointing(vit: nn.Module) -> None:
         vit.gradient_checkpointing_disable()
 
 
-class _FERBase(nn.Module):
-    """Shared behaviour: freezing, progressive unfreezing, gradient checkpointing, counts."""
+class FERModel(nn.Module):
+    """What every FER model of notebooks 04-05 shares (``ViTForFER``, ``EarlyFusionViT``,
+    ``LateFusionViT``): freezing, progressive unfreezing, gradient checkpointing."""
 
     backbone_modules: tuple[str, ...] = ("vit",)
 
@@ -212,7 +213,7 @@ class _FERBase(nn.Module):
 
 
 # --------------------------------------------------------------------------- single modality
-class ViTForFER(_FERBase):
+class ViTForFER(FERModel):
     """A pretrained ViT with the FER head (one feature per image → the expression classifier).
 
     ``forward(pixel_values (B, 3, S, S)) → logits (B, num_classes)``; ``S``: the backbone's
@@ -287,7 +288,7 @@ def six_channel_patch_embedding(conv: nn.Conv2d) -> nn.Conv2d:
     return new.to(conv.weight.device, conv.weight.dtype)
 
 
-class EarlyFusionViT(_FERBase):
+class EarlyFusionViT(FERModel):
     """One ViT sees both modalities from the first layer on.
 
     ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``.
@@ -383,7 +384,7 @@ class ModalityAttention(nn.Module):
         return (tokens * scale).flatten(1)                                               # (B, M·h)
 
 
-class LateFusionViT(_FERBase):
+class LateFusionViT(FERModel):
     """Two ViT encoders, one per modality, fused after encoding.
 
     ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``.

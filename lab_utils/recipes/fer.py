@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import paired_hflip_batch
-from ..models.fer import _FERBase
+from ..models.fer import FERModel
 from .. import metrics as M
-from ..training import _autocast, classification_step, predict, to_device
+from ..training import autocast, classification_step, predict, to_device
 
 def strategy_stages(epochs: int, head_only_epochs: int, top_layers: int) -> dict[str, list[tuple[int, int | None]]]:
     """Notebook 04's three fine-tuning strategies as stages ``(epochs, blocks to open)``:
@@ -78,7 +78,7 @@ def fer_step(inputs: Sequence[str] = ("rgb",), label_key: str = "label", flip: b
 
 
 @torch.no_grad()
-def extract_features(model: _FERBase, batches: Any, device: torch.device | str | None = None,
+def extract_features(model: FERModel, batches: Any, device: torch.device | str | None = None,
                      flip: bool = False) -> dict[str, torch.Tensor]:
     """A frozen backbone's features, computed once: ``{"feature": (N, h), "label": (N,)}``
     (+ ``"feature_flipped"`` (N, h), the features of the mirrored images, with ``flip=True``).
@@ -96,7 +96,7 @@ def extract_features(model: _FERBase, batches: Any, device: torch.device | str |
     out: dict[str, list[torch.Tensor]] = {"feature": [], "label": []} | ({"feature_flipped": []} if flip else {})
     for batch in batches:
         x = to_device(batch["rgb"], device)
-        with _autocast(device, None):
+        with autocast(device, None):
             out["feature"].append(model.features(x).float().cpu())             # (B, h)
             if flip:
                 out["feature_flipped"].append(model.features(x.flip(-1)).float().cpu())
@@ -202,7 +202,7 @@ def saved_activation_bytes(model: nn.Module, loss_fn: Callable[[], torch.Tensor]
     return sum(seen.values())
 
 
-def measure_checkpointing(model: _FERBase, batch: Mapping[str, torch.Tensor], step_fn: Callable,
+def measure_checkpointing(model: FERModel, batch: Mapping[str, torch.Tensor], step_fn: Callable,
                           repeats: int = 3) -> dict[str, float]:
     """Activation memory and time of one training step with and without gradient checkpointing.
 
