@@ -214,3 +214,21 @@ def test_generation_speed_sanity():
     generate_faces(np.arange(1000), 32)
     rate = 1000 / (time.perf_counter() - t)
     assert rate > 300, f"{rate:.0f} pairs/s at 32 px"
+
+
+def test_normalize_is_torchvisions_per_channel_and_one_number_when_uniform():
+    """One normalisation for every model: per channel it equals torchvision's Normalize; the
+    ViT's uniform 0.5/0.5 is one number, so one-channel thermal maps and six fused channels take it."""
+    from torchvision.transforms import v2
+
+    from lab_utils.data.transforms import NORMALIZATION, normalize
+
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    mean, std = NORMALIZATION["clip"]
+    assert torch.equal(normalize(x, mean, std), v2.Normalize(list(mean), list(std))(x))
+    assert torch.equal(normalize(x, torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)),
+                       normalize(x, mean, std))                      # a model's buffers give the same numbers
+    assert torch.equal(normalize(x[:, :1], *NORMALIZATION["vit"]), (x[:, :1] - 0.5) / 0.5)
+    assert normalize(torch.rand(2, 6, 4, 4), *NORMALIZATION["vit"]).shape == (2, 6, 4, 4)
+    with pytest.raises(RuntimeError):
+        normalize(x[:, :1].expand(2, 2, 8, 8), mean, std)           # 3 statistics, 2 channels

@@ -40,7 +40,7 @@ def n_params(module: nn.Module, trainable: bool | None = None) -> int:
 
 def images(b=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, S, S, generator=g), torch.randn(b, 3, S, S, generator=g)
+    return torch.rand(b, 3, S, S, generator=g), torch.rand(b, 3, S, S, generator=g)   # pixels in [0, 1]
 
 
 # --------------------------------------------------------------------------- head and loading
@@ -66,10 +66,11 @@ def test_vit_for_fer_loads_local_weights_and_has_h_to_half_h_head(vit_dir):
     assert model(x).shape == (4, 5)
     model.eval()
     with torch.no_grad():
-        expected = model.classifier(ref(pixel_values=x).last_hidden_state[:, 0])   # [CLS] by default
+        expected = model.classifier(ref(pixel_values=(x - 0.5) / 0.5).last_hidden_state[:, 0])   # [CLS] by default;
+        assert torch.allclose(model(x), expected, atol=1e-6)               # the model normalises its pixels itself
         assert torch.allclose(model(x), expected, atol=1e-6)
         model.pooling = "mean"
-        expected = model.classifier(ref(pixel_values=x).last_hidden_state[:, 1:].mean(1))
+        expected = model.classifier(ref(pixel_values=(x - 0.5) / 0.5).last_hidden_state[:, 1:].mean(1))
         assert torch.allclose(model(x), expected, atol=1e-6)
 
 
@@ -112,8 +113,8 @@ def test_early_concat_reproduces_pretrained_stem_when_thermal_equals_rgb(vit_dir
         stem_ref = ref.embeddings.patch_embeddings(x)
         stem = model.vit.embeddings.patch_embeddings(torch.cat([x, x], 1))
         assert torch.allclose(stem, stem_ref, atol=1e-5, rtol=1e-5)   # same sum, other order
-        out = model.vit(pixel_values=model.fuse_inputs(x, x)).last_hidden_state
-        assert torch.allclose(out, ref(pixel_values=x).last_hidden_state, atol=1e-5, rtol=0)
+        out = model.vit(pixel_values=model.fuse_inputs(x, x)).last_hidden_state      # pixels, normalised inside
+        assert torch.allclose(out, ref(pixel_values=(x - 0.5) / 0.5).last_hidden_state, atol=1e-5, rtol=0)
         # the bug this avoids: W in both halves doubles the patch embeddings
         doubled = nn.functional.conv2d(torch.cat([x, x], 1), torch.cat([w, w], 1), stride=8)
         assert torch.allclose(doubled, 2 * nn.functional.conv2d(x, w, stride=8), atol=1e-5)
@@ -130,7 +131,7 @@ def test_early_add_sums_images_into_the_three_channel_stem(vit_dir):
     model = EarlyFusionViT(vit_dir, fusion_type="add", profile="full", pooling="mean").eval()
     rgb, th = images()
     with torch.no_grad():
-        expected = model.classifier(ref(pixel_values=rgb + th).last_hidden_state[:, 1:].mean(1))
+        expected = model.classifier(ref(pixel_values=(rgb - 0.5) / 0.5 + (th - 0.5) / 0.5).last_hidden_state[:, 1:].mean(1))
         assert torch.allclose(model(rgb, th), expected, atol=1e-5)
         assert torch.allclose(model(rgb, th[:, :1]), model(rgb, th[:, :1].expand(-1, 3, -1, -1)))
 
@@ -336,7 +337,7 @@ def test_missing_fer2013_falls_back_to_synthetic_and_says_how_to_get_it(tmp_path
     loaders = make_loaders(splits, batch_size=16)
     batch = next(iter(loaders["val"]))
     assert isinstance(loaders["train"], TensorBatches)
-    assert batch["rgb"].min() >= -1 and batch["rgb"].max() <= 1 and batch["rgb"].min() < 0   # ViT-normalised
+    assert batch["rgb"].min() >= 0 and batch["rgb"].max() <= 1     # pixels: the FER models normalise them
     assert batch["label"].tolist() == splits["val"].labels[:len(batch["label"])].tolist()
 
 
@@ -418,8 +419,8 @@ def test_data_on_the_device_is_read_once_and_served_as_the_items_were():
 
         def __getitem__(self, i):
             self.reads += 1
-            return {"rgb": torch.linspace(-1, 1, 48).reshape(3, 4, 4) * (i + 1) / 10,
-                    "thermal": torch.full((3, 4, 4), i / 10 - 0.5), "label": i}
+            return {"rgb": torch.linspace(0, 1, 48).reshape(3, 4, 4) * (i + 1) / 10,
+                    "thermal": torch.full((3, 4, 4), i / 10), "label": i}
 
     splits = {"train": Pairs(10), "val": Pairs(4)}
     loaders = make_loaders(splits, batch_size=3, device="cpu")
@@ -434,8 +435,8 @@ def test_data_on_the_device_is_read_once_and_served_as_the_items_were():
     for i in range(10):
         want = Pairs(10)[i]
         assert got[i][0].dtype == torch.float32 and got[i][1].shape == (3, 4, 4)
-        torch.testing.assert_close(got[i][0], want["rgb"], atol=1 / 255 + 1e-6, rtol=0)   # half a byte in [0, 1] = 1/255 in [-1, 1]
-        torch.testing.assert_close(got[i][1], want["thermal"], atol=1 / 255 + 1e-6, rtol=0)
+        torch.testing.assert_close(got[i][0], want["rgb"], atol=0.5 / 255 + 1e-6, rtol=0)   # half a byte
+        torch.testing.assert_close(got[i][1], want["thermal"], atol=0.5 / 255 + 1e-6, rtol=0)
     assert next(iter(loaders["val"]))["label"].tolist() == [0, 1, 2, 3]
     assert make_loaders(splits, batch_size=3, in_memory=True)["val"].tensors["rgb"].dtype == torch.uint8
 
@@ -443,7 +444,7 @@ def test_data_on_the_device_is_read_once_and_served_as_the_items_were():
         def __getitem__(self, i):
             return {"rgb": torch.full((3, 4, 4), 200.0), "label": 0}
 
-    with pytest.raises(ValueError, match=r"range from 200 to 200.*ViT-normalised to \[-1, 1\].*\(x - 0.5\) / 0.5"):
+    with pytest.raises(ValueError, match=r"range from 200 to 200.*pixels in \[0, 1\].*backbone='none'"):
         stored_bytes(Raw(2))
 
 

@@ -6,7 +6,10 @@ the synthetic faces otherwise, split and batched for ``lab_utils.training.fit``.
 * ``make_loaders`` — batches: whole tensors (``TensorBatches``) for small synthetic data, or
   each split's bytes read once (``stored_bytes``) and kept on the model's device, decoded
   batch by batch there (``decode_images``); a ``DataLoader`` otherwise;
-* ``ItemImages`` — a dataset's images back in [0, 1] for display.
+* ``ItemImages`` — a dataset's images, one at a time, for display.
+
+Images are pixels in [0, 1] everywhere here: the FER models normalise their input themselves
+(``FERModel.preprocess``), as every model of the lab does.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from .loaders import FER2013, load_fer2013, load_paired_rgbt
 from .splits import LabeledSubset, subject_split
 from .synthetic import SynthFER
-from .transforms import NORMALIZATION, get_paired_transforms, get_transforms, to_pixels
+from .transforms import get_paired_transforms, get_transforms, to_pixels
 
 class TensorBatches:
     """Mini-batches of dict-of-tensors data without a DataLoader's per-item overhead.
@@ -31,7 +34,7 @@ class TensorBatches:
     ``device``: the tensors move there once, and every batch is indexed there (on a GPU,
     nothing crosses the bus during an epoch). Images stored as bytes (uint8, ``(N, C, h, w)``,
     ``C`` = 1 for gray) are decoded batch by batch where they live (:func:`decode_images`:
-    resized to ``image_size``, gray → 3 channels, ViT-normalised); images stored as float16
+    resized to ``image_size``, gray → 3 channels); images stored as float16
     come out as float32.
     """
 
@@ -62,42 +65,30 @@ class TensorBatches:
             yield {k: self._serve(v[idx]) for k, v in self.tensors.items()}
 
 
-VIT_MEAN, VIT_STD = NORMALIZATION["vit"][0][0], NORMALIZATION["vit"][1][0]   # 0.5, 0.5: (x - 0.5) / 0.5
 _TENSOR_MAX_SIZE = 64          # synthetic data up to this size is held as whole tensors
 
 
 def decode_images(images: torch.Tensor, image_size: int | None = None) -> torch.Tensor:
-    """A batch of stored bytes ``(B, 1 or 3, h, w)`` → what the FER models read: floats
-    ``(B, 3, image_size, image_size)``, ViT-normalised to [-1, 1] (``to_pixels``, a gray
-    channel repeated), computed on the batch's device."""
+    """A batch of stored bytes ``(B, 1 or 3, h, w)`` → what the FER models read: pixels in
+    [0, 1], ``(B, 3, image_size, image_size)`` (``to_pixels``, a gray channel repeated),
+    computed on the batch's device."""
     x = to_pixels(images, image_size)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return (x - VIT_MEAN) / VIT_STD
-
-
-def normalize_item(item: dict) -> dict:
-    """ViT normalisation of an item's ``rgb`` / ``thermal`` images in [0, 1] → [-1, 1]."""
-    item = dict(item)
-    for key in ("rgb", "thermal"):
-        if key in item:
-            item[key] = (item[key] - VIT_MEAN) / VIT_STD
-    return item
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 def load_fer_splits(source: str, path: str, image_size: int, num_samples: int, seed: int = 0,
                     data_seed: int = 0) -> tuple[dict, str]:
     """``({"train", "val", "test"}: datasets, description)`` for notebook 04.
 
-    ``source="fer2013"``: ``load_fer2013(path)`` resized to ``image_size``, gray → 3 channels,
-    ViT-normalised; the CSV's PublicTest is the validation set and PrivateTest the test set
+    ``source="fer2013"``: ``load_fer2013(path)`` resized to ``image_size``, gray → 3 channels;
+    the CSV's PublicTest is the validation set and PrivateTest the test set
     (the folder release has no validation split: 10 % of train, seeded). If FER2013 is not
     there, the message says how to get it and the synthetic faces at ``image_size`` are used.
     ``source="synthetic"``: ``SynthFER(num_samples, image_size, seed=data_seed)`` split by subject.
     """
     if source == "fer2013":
         try:
-            data = load_fer2013(path, transform=get_transforms("vit", image_size))
+            data = load_fer2013(path, transform=get_transforms("none", image_size))
         except FileNotFoundError as err:
             print(f"{err}\n→ Using the synthetic faces at {image_size} px instead, so the notebook still runs.")
         else:
@@ -109,8 +100,7 @@ def load_fer_splits(source: str, path: str, image_size: int, num_samples: int, s
             return ({"train": LabeledSubset(data["train"], sorted(order[k:].tolist())),
                      "val": LabeledSubset(data["train"], sorted(order[:k].tolist())), "test": data["test"]},
                     "FER2013 (folders): train minus 10 % / 10 % of train (validation) / test")
-    faces = SynthFER(num_samples, image_size, seed=data_seed,
-                     transform=normalize_item if image_size > _TENSOR_MAX_SIZE else None)
+    faces = SynthFER(num_samples, image_size, seed=data_seed)
     return (dict(zip(("train", "val", "test"), subject_split(faces, seed=seed))),
             f"synthetic faces ({image_size} px), split by subject")
 
@@ -119,19 +109,18 @@ def load_fusion_splits(source: str, path: str, image_size: int, num_samples: int
                        data_seed: int = 0) -> tuple[dict, str]:
     """``({"train", "val", "test"}: datasets, description)`` for notebook 05: paired RGB +
     thermal items (thermal repeated to 3 channels). ``source="paired"``: ``load_paired_rgbt(path)``
-    (subject-disjoint when file names carry subject ids), ViT-normalised; if the folders are
+    (subject-disjoint when file names carry subject ids); if the folders are
     missing, the message says what to do and the synthetic pairs at ``image_size`` are used."""
     if source == "paired":
         try:
-            tf = get_paired_transforms("vit", image_size, train=False, thermal_channels=3)
+            tf = get_paired_transforms("none", image_size, train=False, thermal_channels=3)
             splits = load_paired_rgbt(path, image_size=image_size, seed=seed, thermal_channels=3,
                                       transforms={"train": tf, "val": tf, "test": tf})
         except FileNotFoundError as err:
             print(f"{err}\n→ Using the synthetic RGB + thermal faces at {image_size} px instead.")
         else:
             return splits, "paired RGB-thermal folders"
-    faces = SynthFER(num_samples, image_size, seed=data_seed, thermal_channels=3,
-                     transform=normalize_item if image_size > _TENSOR_MAX_SIZE else None)
+    faces = SynthFER(num_samples, image_size, seed=data_seed, thermal_channels=3)
     return (dict(zip(("train", "val", "test"), subject_split(faces, seed=seed))),
             f"synthetic RGB + thermal faces ({image_size} px), split by subject")
 
@@ -142,8 +131,8 @@ def stored_bytes(dataset: Any, batch_size: int = 256) -> dict[str, torch.Tensor]
 
     * FER2013 (or a subset of it): its 48×48 gray bytes as they are (28,709 faces: 66 MB);
     * synthetic faces: the rendered bytes (``SynthFER.tensors(torch.uint8)``);
-    * anything else (image files, read through their transforms, ViT-normalised as
-      ``load_fer_splits`` / ``load_fusion_splits`` make them): each item read once at its
+    * anything else (image files, read through their transforms as ``load_fer_splits`` /
+      ``load_fusion_splits`` make them: pixels in [0, 1]): each item read once at its
       transformed size and stored back as bytes (within 1/255 of the float it was).
 
     :func:`decode_images` turns a batch back into the model's input."""
@@ -161,11 +150,12 @@ def stored_bytes(dataset: Any, batch_size: int = 256) -> dict[str, torch.Tensor]
         for key, value in batch.items():
             if isinstance(value, torch.Tensor) and value.is_floating_point() and value.ndim == 4:
                 lo, hi = float(value.min()), float(value.max())
-                if lo < -1 - 1e-3 or hi > 1 + 1e-3:
+                if lo < -1e-3 or hi > 1 + 1e-3:
                     raise ValueError(f"{key!r} images of this data set range from {lo:.3g} to {hi:.3g}; stored as "
-                                     "bytes they must be ViT-normalised to [-1, 1], as load_fer_splits and "
-                                     "load_fusion_splits make them. Normalise the items with (x - 0.5) / 0.5.")
-                value = (value * VIT_STD + VIT_MEAN).mul_(255).round_().clamp_(0, 255).to(torch.uint8)
+                                     "bytes they must be pixels in [0, 1], as load_fer_splits and load_fusion_splits "
+                                     "make them (the FER models normalise their input themselves). Leave "
+                                     "normalisation out of the items' transform (backbone='none').")
+                value = (value * 255).round_().clamp_(0, 255).to(torch.uint8)
                 if value.shape[1] == 3 and torch.equal(value[:, :1].expand_as(value), value):
                     value = value[:, :1]                     # gray (a thermal map repeated): one channel
                 parts.setdefault(key, []).append(value)
@@ -184,12 +174,11 @@ def make_loaders(splits: Mapping[str, Any], batch_size: int, eval_batch_size: in
                  device: torch.device | str | None = None, image_size: int | None = None) -> dict[str, Any]:
     """Batches for ``fit``: ``{"train", "val", "test"}`` → ``TensorBatches`` or ``DataLoader``.
 
-    * small synthetic data (≤ 64 px, the quick profile): whole normalised float tensors,
-      no per-item work;
+    * small synthetic data (≤ 64 px, the quick profile): whole float tensors, no per-item work;
     * ``device`` given (the notebooks pass theirs), or ``in_memory=True``: each split read once
       as bytes (:func:`stored_bytes`) and kept on ``device`` (host memory when ``None``); each
-      batch is indexed, resized to ``image_size`` (default: the size of the split's items) and
-      normalised where the bytes are — on a GPU the data never waits on the host, and data read
+      batch is indexed and resized to ``image_size`` (default: the size of the split's items)
+      where the bytes are — on a GPU the data never waits on the host, and data read
       many times (notebook 05 trains seven models on the same pairs) is decoded from files once;
     * otherwise a ``DataLoader`` (``num_workers`` processes) over the items.
 
@@ -204,8 +193,7 @@ def make_loaders(splits: Mapping[str, Any], batch_size: int, eval_batch_size: in
         out = {}
         for name, sub in splits.items():
             idx = torch.as_tensor(sub.indices, dtype=torch.long)
-            data = normalize_item({"rgb": t["rgb"][idx], "thermal": t["thermal"][idx]})
-            data["label"] = t["label"][idx]
+            data = {"rgb": t["rgb"][idx], "thermal": t["thermal"][idx], "label": t["label"][idx]}
             out[name] = TensorBatches(data, **sizes(name), device=device)
         return out
     if device is not None or in_memory:
@@ -219,17 +207,14 @@ def make_loaders(splits: Mapping[str, Any], batch_size: int, eval_batch_size: in
 
 
 class ItemImages:
-    """``images[i]`` = item ``i``'s ``key`` image of a dataset, back in [0, 1] for display
+    """``images[i]`` = item ``i``'s ``key`` image of a dataset, pixels in [0, 1] for display
     (reads only the items asked for)."""
 
-    def __init__(self, dataset: Any, key: str = "rgb", normalized: bool | None = None):
+    def __init__(self, dataset: Any, key: str = "rgb"):
         self.dataset, self.key = dataset, key
-        self.normalized = normalized
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = self.dataset[int(i)][self.key]
-        normalized = self.normalized if self.normalized is not None else bool(x.min() < 0)
-        return (x * VIT_STD + VIT_MEAN).clamp(0, 1) if normalized else x
+        return self.dataset[int(i)][self.key]

@@ -10,10 +10,17 @@
   item or for a whole batch of tensors.
 * :func:`to_pixels` — a batch of stored bytes → floats in [0, 1] at the model's size, on the
   batch's own device (data sets stay small bytes; a GPU resizes its own batches).
+* :func:`normalize` — pixels in [0, 1] → a backbone's input, ``(x − mean) / std`` per channel.
+
+The lab's models all take pixels in [0, 1] and normalise them themselves with
+:func:`normalize` (each with its backbone's statistics: the hybrid feeds one image to two
+branches that want different ones), so data for a lab model stays in [0, 1]. The per-item
+pipelines below normalise (``v2.Normalize``) only for a model that does not: pass
+``backbone="none"`` for the lab's own.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +43,27 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
 """Per-backbone ``(mean, std)`` per channel, or ``None`` for no normalisation."""
 
 THERMAL_NORMALIZATION = (HALF, HALF)
-"""Thermal maps in [0, 1] are normalised to [-1, 1] whatever the RGB backbone."""
+"""Thermal maps in [0, 1] are normalised to [-1, 1] whatever the RGB backbone (when the pipeline
+normalises at all)."""
+
+Stats = Union[float, Sequence[float], torch.Tensor]
+
+
+def normalize(pixels: torch.Tensor, mean: Stats, std: Stats) -> torch.Tensor:
+    """Pixels in [0, 1] ``(…, C, H, W)`` → ``(pixels − mean) / std``, per channel (a tensor or
+    a sequence of C values, e.g. ``NORMALIZATION["clip"]``), on the pixels' device and dtype.
+    Statistics that are the same for every channel (the ViT's 0.5, 0.5) are applied as one
+    number, so they fit any channel count (a one-channel thermal map, six fused channels)."""
+    return (pixels - _per_channel(mean, pixels)) / _per_channel(std, pixels)
+
+
+def _per_channel(values: Stats, like: torch.Tensor) -> torch.Tensor | float:
+    if isinstance(values, torch.Tensor):
+        return values.to(like.dtype).reshape(-1, 1, 1)
+    values = tuple(float(v) for v in values) if isinstance(values, Sequence) else (float(values),)
+    if len(set(values)) == 1:
+        return values[0]
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
 
 
 class ToThreeChannels(nn.Module):
@@ -107,7 +134,8 @@ def paired_hflip_batch(rgb: torch.Tensor, thermal: torch.Tensor, p: float = 0.5,
 
 class PairedTransform(nn.Module):
     """Resize both modalities, flip them together (train), normalise RGB per backbone and
-    thermal to [-1, 1]; thermal gets ``thermal_channels`` channels. Item dict in, item dict out."""
+    thermal to [-1, 1] (neither with ``backbone="none"``, as the lab's models want them);
+    thermal gets ``thermal_channels`` channels. Item dict in, item dict out."""
 
     def __init__(self, backbone: str = "vit", image_size: int = 224, train: bool = False,
                  thermal_channels: int = 3):
@@ -130,7 +158,7 @@ class PairedTransform(nn.Module):
             item = self.flip(item)
         if self.rgb_norm is not None:
             item["rgb"] = self.rgb_norm(item["rgb"])
-        item["thermal"] = (item["thermal"] - 0.5) / 0.5
+            item["thermal"] = normalize(item["thermal"], *THERMAL_NORMALIZATION)
         return item
 
 

@@ -59,7 +59,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from ..checkpoints import CheckpointError, load_checkpoint
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_pixels
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, to_pixels
 from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, is_local_dir, load_pretrained,
                          ViTSpec, on_device, quick_vit_config, resnet_weights, vit_spec)
 from .summary import format_parameter_table, parameter_table
@@ -153,7 +153,7 @@ class CLIPImageEncoder(nn.Module):
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}. "
                              "Grayscale images need 3 channels (repeat the channel).")
         pixels = to_pixels(images, self.image_size)                    # (B, 3, S, S) in [0, 1]
-        return self.backbone(channels_last(self.backbone, (pixels - self.mean) / self.std))
+        return self.backbone(channels_last(self.backbone, normalize(pixels, self.mean, self.std)))
 
     def embed_preprocessed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pixels already resized and normalised like ``features`` does → ``(B, embed_dim)``
@@ -226,7 +226,7 @@ class ViTImageEncoder(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}. "
                              "Grayscale images need 3 channels (repeat the channel).")
-        return self._cls((to_pixels(images, self.image_size) - self.mean) / self.std)
+        return self._cls(normalize(to_pixels(images, self.image_size), self.mean, self.std))
 
     def embed_preprocessed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pixels already resized and scaled to [-1, 1] → ``(B, embed_dim)``, not yet L2-normalised."""

@@ -20,6 +20,10 @@
 * ``create_multimodal_vit_model`` — builds any of the above from ``mode`` /
   ``fusion_strategy`` / ``fusion_type`` / ``fusion_layer`` (``VALID_COMBINATIONS``).
 
+Inputs are pixels in [0, 1], as for every model of the lab: each model normalises them the
+way the ViT's image processor does, ``(x − 0.5) / 0.5`` (``FERModel.preprocess``), RGB and
+thermal alike.
+
 Backbones come through ``load_pretrained``: a hub id (full profile), a local
 ``save_pretrained`` folder (always), or the quick profile's small ViT (random init). Each
 model lists its pretrained children in ``backbone_modules``, so
@@ -36,6 +40,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..data.transforms import NORMALIZATION, normalize
 from .pretrained import DEFAULT_VIT, ViTSpec, load_vit, on_device, quiet_transformers, vit_spec
 from .vit import POOLINGS, encoder_layers, pool_tokens
 
@@ -150,9 +155,16 @@ def _disable_checkpointing(vit: nn.Module) -> None:
 
 class FERModel(nn.Module):
     """What every FER model of notebooks 04-05 shares (``ViTForFER``, ``EarlyFusionViT``,
-    ``LateFusionViT``): freezing, progressive unfreezing, gradient checkpointing."""
+    ``LateFusionViT``): its input convention, freezing, progressive unfreezing, gradient
+    checkpointing."""
 
     backbone_modules: tuple[str, ...] = ("vit",)
+
+    @staticmethod
+    def preprocess(pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] ``(B, C, S, S)`` → the ViT's input: ``(x − 0.5) / 0.5``, in [-1, 1]
+        (``NORMALIZATION["vit"]``, what ViT-B/16's image processor does), for RGB and thermal."""
+        return normalize(pixels, *NORMALIZATION["vit"])
 
     def _backbones(self) -> list[nn.Module]:
         return [getattr(self, name) for name in self.backbone_modules]
@@ -216,7 +228,7 @@ class FERModel(nn.Module):
 class ViTForFER(FERModel):
     """A pretrained ViT with the FER head (one feature per image → the expression classifier).
 
-    ``forward(pixel_values (B, 3, S, S)) → logits (B, num_classes)``; ``S``: the backbone's
+    ``forward(pixel_values (B, 3, S, S) in [0, 1]) → logits (B, num_classes)``; ``S``: the backbone's
     ``config.image_size`` (224 for ViT-B/16, 32 in the quick profile) or any other multiple of
     its patch size (the position embeddings are interpolated, see ``vit_tokens``).
 
@@ -252,8 +264,8 @@ class ViTForFER(FERModel):
             self.gradient_checkpointing_enable()
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) → (B, h) pooled backbone feature."""
-        return pool_tokens(vit_tokens(self.vit, pixel_values), self.pooling)
+        """(B, 3, S, S) pixels in [0, 1] → (B, h) pooled backbone feature."""
+        return pool_tokens(vit_tokens(self.vit, self.preprocess(pixel_values)), self.pooling)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(pixel_values))
@@ -291,7 +303,7 @@ def six_channel_patch_embedding(conv: nn.Conv2d) -> nn.Conv2d:
 class EarlyFusionViT(FERModel):
     """One ViT sees both modalities from the first layer on.
 
-    ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``.
+    ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``, pixels in [0, 1].
 
     * ``fusion_type="concat"``: ``[rgb ; thermal]`` (B, 6, S, S) through a 6-channel patch
       embedding initialised from the pretrained one (``six_channel_patch_embedding``);
@@ -327,8 +339,10 @@ class EarlyFusionViT(FERModel):
             self.gradient_checkpointing_enable()
 
     def fuse_inputs(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
-        """The ViT's input: (B, 6, S, S) for concat, (B, 3, S, S) for add."""
-        thermal = _check_pair(rgb, thermal)
+        """The ViT's input, each modality normalised (``preprocess``): (B, 6, S, S) for concat,
+        (B, 3, S, S) for add."""
+        thermal = self.preprocess(_check_pair(rgb, thermal))
+        rgb = self.preprocess(rgb)
         return torch.cat([rgb, thermal], dim=1) if self.fusion_type == "concat" else rgb + thermal
 
     def features(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
@@ -387,7 +401,7 @@ class ModalityAttention(nn.Module):
 class LateFusionViT(FERModel):
     """Two ViT encoders, one per modality, fused after encoding.
 
-    ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``.
+    ``forward(rgb (B, 3, S, S), thermal (B, 3 or 1, S, S)) → logits (B, num_classes)``, pixels in [0, 1].
 
     * ``fusion_layer="feature"``: ``concat`` → ``[f_rgb ; f_th]`` (B, 2h) → head;
       ``attention`` → ``ModalityAttention``: per-face weights over the two features scale
@@ -457,8 +471,8 @@ class LateFusionViT(FERModel):
     def encode(self, rgb: torch.Tensor, thermal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, h) features of each encoder."""
         thermal = _check_pair(rgb, thermal)
-        f_rgb = pool_tokens(vit_tokens(self.rgb_vit, rgb), self.pooling)
-        f_th = pool_tokens(vit_tokens(self.thermal_vit, thermal), self.pooling)
+        f_rgb = pool_tokens(vit_tokens(self.rgb_vit, self.preprocess(rgb)), self.pooling)
+        f_th = pool_tokens(vit_tokens(self.thermal_vit, self.preprocess(thermal)), self.pooling)
         return f_rgb, f_th
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.transforms import NORMALIZATION, to_pixels
+from ..data.transforms import NORMALIZATION, normalize, to_pixels
 from ..network import hub_offline, hub_reachable
 from .clip import (ImageEncoderSpec, build_image_encoder, channels_last, image_encoder_spec_from_file,
                    load_image_encoder)
@@ -88,10 +88,7 @@ def preprocess(images: torch.Tensor, size: int, mean: tuple, std: tuple) -> torc
     per channel, on the images' device."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W) in [0, 1], got {tuple(images.shape)}")
-    images = to_pixels(images, size)                                   # (B, 3, size, size) in [0, 1]
-    m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    return (images - m) / s
+    return normalize(to_pixels(images, size), mean, std)               # (B, 3, size, size)
 
 
 # --------------------------------------------------------------------------- CLIP branch

@@ -289,7 +289,7 @@ def standin_backbone(cfg: Mapping, step_fn: Callable, data_seed: int, folder: st
 
     from ..config import seed_everything
     from ..data import SynthFER
-    from ..data.fer_data import TensorBatches, normalize_item
+    from ..data.fer_data import TensorBatches
     from ..models.fer import ViTForFER
     from ..models.pretrained import quiet_transformers
     from ..training import train_variant
@@ -310,7 +310,7 @@ def standin_backbone(cfg: Mapping, step_fn: Callable, data_seed: int, folder: st
 
     def batches(mask: np.ndarray, batch_size: int, shuffle: bool) -> TensorBatches:
         idx = torch.as_tensor(np.flatnonzero(mask))
-        return TensorBatches({"rgb": normalize_item({"rgb": faces["rgb"][idx]})["rgb"], "label": labels[idx]},
+        return TensorBatches({"rgb": faces["rgb"][idx], "label": labels[idx]},
                              batch_size, shuffle=shuffle)
 
     loaders = {"train": batches(~val, 64, True), "val": batches(val, 256, False)}
