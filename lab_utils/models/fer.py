@@ -160,6 +160,13 @@ class FERModel(nn.Module):
 
     backbone_modules: tuple[str, ...] = ("vit",)
 
+    def __init__(self, num_classes: int, dropout_rate: float, pooling: str):
+        super().__init__()
+        _check_classes(num_classes)
+        _check_dropout(dropout_rate)
+        _check_choice(pooling, POOLINGS, "pooling")
+        self.num_classes, self.pooling = num_classes, pooling
+
     @staticmethod
     def preprocess(pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] ``(B, C, S, S)`` → the ViT's input: ``(x − 0.5) / 0.5``, in [-1, 1]
@@ -249,11 +256,7 @@ class ViTForFER(FERModel):
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
                  profile: str = "quick", verbose: bool = True, backbone: ViTSpec | None = None):
-        super().__init__()
-        _check_classes(num_classes)
-        _check_dropout(dropout_rate)
-        _check_choice(pooling, POOLINGS, "pooling")
-        self.num_classes, self.pooling = num_classes, pooling
+        super().__init__(num_classes, dropout_rate, pooling)
         self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose,
                                      backbone=backbone)
         self.hidden_size = self.vit.config.hidden_size
@@ -316,14 +319,11 @@ class EarlyFusionViT(FERModel):
                  freeze_backbone: bool = False, dropout_rate: float = 0.1, *, pooling: str = "cls",
                  gradient_checkpointing: bool = False, quick_config: Any = None,
                  profile: str = "quick", verbose: bool = True, backbone: ViTSpec | None = None):
-        super().__init__()
-        _check_classes(num_classes)
-        _check_dropout(dropout_rate)
-        _check_choice(pooling, POOLINGS, "pooling")
+        super().__init__(num_classes, dropout_rate, pooling)
         if fusion_type not in EARLY_TYPES:
             raise ValueError(f"EarlyFusionViT: fusion_type={fusion_type!r} is not an early fusion. Allowed: "
                              f"{', '.join(map(repr, EARLY_TYPES))}. Valid combinations:\n{_combinations_text()}")
-        self.num_classes, self.pooling, self.fusion_type = num_classes, pooling, fusion_type
+        self.fusion_type = fusion_type
         self.vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile, verbose=verbose,
                                      backbone=backbone)
         if fusion_type == "concat":
@@ -428,10 +428,7 @@ class LateFusionViT(FERModel):
                  pooling: str = "cls", num_heads: int = 4, thermal_model_name: str | None = None,
                  gradient_checkpointing: bool = False, aux_weight: float = 0.0, quick_config: Any = None,
                  profile: str = "quick", verbose: bool = True, backbone: ViTSpec | None = None):
-        super().__init__()
-        _check_classes(num_classes)
-        _check_dropout(dropout_rate)
-        _check_choice(pooling, POOLINGS, "pooling")
+        super().__init__(num_classes, dropout_rate, pooling)
         if aux_weight < 0 or (aux_weight and fusion_layer != "feature"):
             raise ValueError(f"aux_weight={aux_weight!r}: the per-encoder auxiliary losses take a weight ≥ 0 "
                              "(0 = off, 0.5 a usual value) and apply to feature fusion only (with "
@@ -440,7 +437,6 @@ class LateFusionViT(FERModel):
             raise ValueError(f"LateFusionViT: fusion_type={fusion_type!r}, fusion_layer={fusion_layer!r} is not a "
                              f"late fusion. fusion_type: {', '.join(map(repr, LATE_TYPES))}; fusion_layer: "
                              f"{', '.join(map(repr, LATE_LAYERS))}. Valid combinations:\n{_combinations_text()}")
-        self.num_classes, self.pooling = num_classes, pooling
         self.fusion_type, self.fusion_layer = fusion_type, fusion_layer
         self.rgb_vit = load_vit_backbone(model_name, quick_config=quick_config, profile=profile,
                                          verbose=verbose, what="RGB ViT encoder", backbone=backbone)
