@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .models.clip import (_MINILM_ALIASES, PACKAGED_MINILM, ImageEncoderSpec, _auto_pooling, build_image_encoder,
+from .models.clip import (MINILM_ALIASES, PACKAGED_MINILM, ImageEncoderSpec, _auto_pooling, build_image_encoder,
                           image_encoder_spec)
 from .models.fer import build_fer, fer_spec, make_fer_head
 from .models.hybrid import HybridSpec, build_clip_branch, build_hybrid
@@ -195,7 +195,7 @@ def text_tower_kind(model_name: str) -> str:
     DistilBERT ids → ``"distilbert"``; a local folder by its ``config.json``; any other
     BERT-like id → ``"bert"`` (BERT-base's size)."""
     name = str(model_name)
-    if name in _MINILM_ALIASES:
+    if name in MINILM_ALIASES:
         return "minilm"
     if is_local_dir(name):
         try:
@@ -244,7 +244,7 @@ def text_features_key(settings: Mapping[str, Any]) -> tuple[str, str]:
     ``TextEmbeddingCache.serves`` compares them at run time (aliases of the packaged MiniLM
     made one name, ``pooling="auto"`` resolved): two models with the same key share one cache."""
     name, pooling = str(settings["text_model_name"]), settings.get("pooling") or "auto"
-    if name in _MINILM_ALIASES:
+    if name in MINILM_ALIASES:
         name = PACKAGED_MINILM
     if text_tower_kind(name).startswith("clip"):
         return name, "eos"                     # a CLIP text tower pools its end-of-text token

