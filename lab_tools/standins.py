@@ -250,11 +250,11 @@ def hub_id_loaded_for(value: str, root: str | os.PathLike | None = None) -> str 
 
     Raises ``ValueError`` for a CLIP name the lab refuses (``RN51``, ``ViT-X/9``: the message
     lists the known ones)."""
-    from lab_utils.models.clip import _MINILM_ALIASES
+    from lab_utils.models.clip import MINILM_ALIASES
     from lab_utils.models.clip_names import is_open_clip_name, resolve_clip_name
 
     name = str(value).strip()
-    if name in _MINILM_ALIASES or name.endswith(".safetensors"):
+    if name in MINILM_ALIASES or name.endswith(".safetensors"):
         return None
     if (name.startswith(("ViT-", "vit-")) and "/" in name) or re.match(r"RN\d", name, flags=re.IGNORECASE):
         name = resolve_clip_name(name)                 # a CLIP short name: known, or a clear error

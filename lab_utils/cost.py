@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .cost_nets import (Net, fer_net, fer_head_net, small_vit_net, clip_encoder_net,
-                        text_tower_kind, text_tower_net, text_features_key, clip_branch_net, hybrid_net)
+                        text_spec, text_tower_net, clip_branch_net, hybrid_net)
 
 # --------------------------------------------------------------------------- assumptions, in one place
 #: Each GPU: its dense fp16/bf16 tensor-core peak, the share of that peak the notebooks' arithmetic
@@ -167,7 +167,7 @@ def plan_02(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     evaluation embeddings, frozen features for the loss experiments, the throughput benchmark
     (5 steps). The compared model: the same training and per-epoch Recall@1, two evaluation
     embeddings (Recall@K, zero-shot), and its own text pass only when its caption features
-    differ from the main model's (``text_features_key``; else the cache is shared)."""
+    differ from the main model's (``text_spec(...).key``; else the cache is shared)."""
     from .recipes.clip import clip_settings
 
     D, T = cfg["data"], cfg["train"]
@@ -181,13 +181,13 @@ def plan_02(cfg: Mapping, profile: str, sizes: Mapping[str, int] | None = None) 
     main, compare = clip_settings(cfg, "main"), clip_settings(cfg, "compare")
     image = clip_encoder_net(main, profile)
     E, B = T["epochs"], T["batch_size"]
-    passes = _text_passes("", text_tower_net(text_tower_kind(main["text_model_name"])), n)
+    passes = _text_passes("", text_tower_net(main["text_model_name"], profile), n)
     passes += _clip_model_passes("", image, n, E, B, 4, "before, after, figures, zero-shot")
     passes += [Pass("frozen features for the loss experiments", image, "forward", min(1000, n["train"]) + n["test"]),
                Pass("throughput benchmark", image, "train", 5 * B, B)]
     label = f"compare ({compare['image_backbone']}): "
-    if text_features_key(compare) != text_features_key(main):
-        passes += _text_passes(label, text_tower_net(text_tower_kind(compare["text_model_name"])), n)
+    if text_spec(compare, profile).key != text_spec(main, profile).key:
+        passes += _text_passes(label, text_tower_net(compare["text_model_name"], profile), n)
     passes += _clip_model_passes(label, clip_encoder_net(compare, profile), n, E, B, 2, "Recall@K, zero-shot")
     sizes_px = f"{main['image_size']} px" + (f" (compare: {compare['image_size']} px)"
                                              if compare["image_size"] != main["image_size"] else "")

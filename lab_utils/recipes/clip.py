@@ -35,8 +35,8 @@ from ..config import amp_dtype, load_config, seed_everything
 from ..data.clip_data import (CaptionData, CaptionPairs, GroupShuffleSampler, TextEmbeddingCache, encode_captions,
                               prepare_clip_data)
 from ..metrics import recall_at_k
-from ..models.clip import (_MINILM_ALIASES, CLIP, IMAGE_BACKBONES, IMAGE_ENCODERS, CLIPImageEncoder,
-                           ViTImageEncoder, _check_backbone, create_clip_model, image_encoder_spec,
+from ..models.clip import (MINILM_ALIASES, CLIP, IMAGE_BACKBONES, IMAGE_ENCODERS, CLIPImageEncoder,
+                           ViTImageEncoder, check_backbone, create_clip_model, image_encoder_spec,
                            load_image_encoder)
 from ..models.clip_names import default_checkpoint_path
 from ..models.hybrid import CLIPBranchSpec, FrozenCLIPBranch, clip_branch_spec, load_clip_branch
@@ -87,7 +87,7 @@ def describe_recipe(settings: Mapping[str, Any]) -> str:
     if not pretrained:
         image += " (random init)"
     text = str(settings["text_model_name"])
-    if text in _MINILM_ALIASES:
+    if text in MINILM_ALIASES:
         text = "all-MiniLM-L6-v2"
     return f"{image} + {text}"
 
@@ -265,7 +265,7 @@ def encoder_checkpoint_path(backbone: str, main: bool = True) -> Path:
     the compared model's at ``checkpoints/02_clip_image_encoder_<backbone>.safetensors``."""
     if main:
         return default_checkpoint_path()
-    return default_checkpoint_path().with_name(f"02_clip_image_encoder_{_check_backbone(backbone, IMAGE_BACKBONES)}.safetensors")
+    return default_checkpoint_path().with_name(f"02_clip_image_encoder_{check_backbone(backbone, IMAGE_BACKBONES)}.safetensors")
 
 
 def load_clip_image_encoder(path: str | os.PathLike | None = None, train_if_missing: bool = True, *,
