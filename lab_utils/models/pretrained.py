@@ -16,6 +16,7 @@ any device (``meta`` included), ``load_vit`` adds the weights by the rules above
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 from dataclasses import dataclass
@@ -133,8 +134,12 @@ def vit_shape_from_name(model_name: str, patch: int, image_size: int = 224) -> d
 
 def cached_config(config_cls: Any, name_or_path: str) -> Any:
     """``config_cls`` (``ViTConfig``, ``CLIPVisionConfig`` …) of a local folder or of a hub id in
-    the local Hugging Face cache; ``None`` when it is not on this machine. Never downloads."""
+    the local Hugging Face cache; ``None`` when it is not on this machine (or a folder holds no
+    ``config.json``: transformers 4.x would guess a model type from the folder's path). Never
+    downloads."""
     name = str(name_or_path)
+    if is_local_dir(name) and not (Path(name).expanduser() / "config.json").is_file():
+        return None
     try:
         with quiet_transformers():
             return config_cls.from_pretrained(name, **({} if is_local_dir(name) else {"local_files_only": True}))
@@ -231,6 +236,13 @@ def vit_spec(model_name: str | os.PathLike = DEFAULT_VIT, profile: str = "quick"
     return ViTSpec(name, config, pretrained=True)
 
 
+def fresh_config(config: Any) -> Any:
+    """A copy of a spec's config for one new model: transformers' constructors write into the
+    config they are given (4.x records its attention implementation there), and a spec stays
+    as it was settled, equal to the same spec settled again."""
+    return copy.deepcopy(config)
+
+
 def on_device(device: str | torch.device | None) -> contextlib.AbstractContextManager:
     """Where a ``build_*`` function creates its weights: ``device`` (``"meta"``: shapes only, no
     memory), or the current default device when ``None``."""
@@ -243,7 +255,7 @@ def build_vit(spec: ViTSpec, device: str | torch.device | None = None, add_pooli
     from transformers import ViTModel
 
     with on_device(device):
-        return ViTModel(spec.config, add_pooling_layer=add_pooling_layer)
+        return ViTModel(fresh_config(spec.config), add_pooling_layer=add_pooling_layer)
 
 
 def load_vit(spec: ViTSpec, what: str = "ViT backbone", verbose: bool = True) -> nn.Module:
