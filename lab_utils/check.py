@@ -35,14 +35,18 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from .paths import current_notebook, outputs_dir
 
+if TYPE_CHECKING:
+    from .metrics import PairedDifference
+
 OUTCOME_MODES = ("warn", "strict")
 OUTCOME_RECORD = "outcome_checks.json"
+COMPARISON_RECORD = "comparisons.json"
 
 
 def outcome_mode() -> str:
@@ -55,21 +59,26 @@ def outcome_mode() -> str:
     return mode
 
 
-def _record_path():
-    return outputs_dir(current_notebook()) / OUTCOME_RECORD
+def _record_path(name: str = OUTCOME_RECORD):
+    return outputs_dir(current_notebook()) / name
 
 
 def reset_outcome_record() -> None:
-    """Start the notebook's outcome record anew (``setup_notebook`` calls it: a new run)."""
-    _record_path().unlink(missing_ok=True)
+    """Start the notebook's outcome and comparison records anew (``setup_notebook`` calls it: a new run)."""
+    for name in (OUTCOME_RECORD, COMPARISON_RECORD):
+        _record_path(name).unlink(missing_ok=True)
+
+
+def _append_record(name: str, entry: dict) -> None:
+    path = _record_path(name)
+    record = json.loads(path.read_text()) if path.exists() else []
+    record.append(entry)
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
 def _record_outcome(claim: str, held: bool, detail: str) -> None:
     """Append one outcome check to ``outputs/<notebook>/outcome_checks.json``."""
-    path = _record_path()
-    record = json.loads(path.read_text()) if path.exists() else []
-    record.append({"claim": claim, "held": bool(held), "detail": detail})
-    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    _append_record(OUTCOME_RECORD, {"claim": claim, "held": bool(held), "detail": detail})
 
 
 def outcome_warning(claim: str, got: str | None, means: str | None, hint: str | None) -> str:
@@ -157,3 +166,28 @@ def check_between(value: float, low: float | None = None, high: float | None = N
         bound = f"≤ {high:.3g}"
     _settle(ok, f"{what} {bound}", f"{what} = {value:.3g}", hint, means, outcome,
             shown=f"✓ {what}: {value:.3g} (bar: {bound})")
+
+
+def report_comparison(result: "PairedDifference", scale: float = 100.0, units: str = "points") -> "PairedDifference":
+    """Print one comparison as the run words it, ``⇄ A − B, test macro-F1: +5.2 points (95 % CI
+    +1.1 to +9.0 over 37 test people): this test set tells them apart, A ahead``, record it in
+    ``outputs/<notebook>/comparisons.json`` (``benchmarks/robustness.py`` counts how often each
+    verdict held over seeds × machines) and return it.
+
+    The sentence follows the interval, so it cannot contradict the run; where an interval
+    touches 0 another machine can word it the other way, so nbval compares the line only up to
+    the people it was measured over (``tests/nbval_sanitize.cfg``)."""
+    _append_record(COMPARISON_RECORD, {"a": result.a, "b": result.b, "metric": result.metric,
+                                       "difference": result.difference, "low": result.low, "high": result.high,
+                                       "verdict": result.verdict, "n": result.n_people, "unit": result.unit})
+    print(f"⇄ {result.sentence(scale, units)}")
+    return result
+
+
+def compare(y_true, pred_a, pred_b, names: tuple[str, str], groups=None, metric: str = "f1_macro",
+            num_classes: int | None = None, **kwargs) -> "PairedDifference":
+    """``metrics.paired_difference`` of two models on one test set, printed and recorded by
+    ``report_comparison``: the one way a notebook says "A against B"."""
+    from .metrics import paired_difference
+
+    return report_comparison(paired_difference(y_true, pred_a, pred_b, groups, metric, num_classes, names, **kwargs))

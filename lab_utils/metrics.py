@@ -6,6 +6,7 @@ expected calibration error).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -137,47 +138,160 @@ def neighbour_agreement(features, groups, k: int = 10) -> float:
     return float((g[idx] == g[:, None]).mean())
 
 
-def bootstrap_ci(y_true, y_pred, metric: str = "f1_macro", num_classes: int | None = None,
-                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of a test metric over the test examples: ``n_boot``
-    resamples of the ``N`` (label, prediction) pairs, drawn with replacement, and the metric
-    (``"accuracy"`` or ``"f1_macro"``, as ``accuracy`` / ``macro_f1`` with ``num_classes``) of
-    each; returns the ``(1 − level) / 2`` and ``(1 + level) / 2`` quantiles.
+METRICS = ("accuracy", "f1_macro", "mean")
 
-    It says how much the number would move with other test images of the same kind — not with
-    another seed or machine. Uses its own NumPy generator (``seed``): torch's random stream is
-    left alone."""
-    if metric not in ("accuracy", "f1_macro"):
-        raise ValueError(f"bootstrap_ci: metric {metric!r} is not supported. Allowed: 'accuracy', 'f1_macro'")
-    if not 0 < level < 1:
-        raise ValueError(f"bootstrap_ci: level {level} must be between 0 and 1 (e.g. 0.95)")
-    t, p = _np(y_true).astype(np.int64).ravel(), _np(y_pred).astype(np.int64).ravel()
-    if len(t) != len(p) or not len(t):
-        raise ValueError(f"bootstrap_ci needs as many predictions as labels, at least one: got {len(t)} and {len(p)}")
-    c = int(num_classes or max(t.max(), p.max()) + 1)
-    idx = np.random.default_rng(seed).integers(0, len(t), size=(n_boot, len(t)))
+
+def resample_people(groups, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """``(n_boot, N)`` bootstrap weights that resample *people*, not items: each resample draws
+    as many people as the test set has, with replacement, and every item of a person drawn
+    ``k`` times counts ``k`` times (its weight). ``groups`` ``(N,)`` is each item's person (the
+    split's subject ids); ``None`` makes every item its own person (the ordinary bootstrap).
+
+    Faces of one person are not independent (the same face shape, skin, temperature), so an
+    interval from resampled faces is too narrow; resampling people keeps each person's faces
+    together, as a new test set of other people would. Draws with its own NumPy generator."""
+    if groups is None:
+        raise ValueError("resample_people needs one group per item; use np.arange(N) for independent items")
+    _, person = np.unique(_np(groups), return_inverse=True)
+    person = person.ravel()
+    n_people = int(person.max()) + 1 if len(person) else 0
+    if n_people < 2:
+        raise ValueError(f"resample_people needs at least 2 people to resample; got {n_people}. An interval "
+                         "over one person says nothing about other people: test on more subjects")
+    draws = np.random.default_rng(seed).integers(0, n_people, size=(n_boot, n_people))
+    counts = np.bincount((np.arange(n_boot)[:, None] * n_people + draws).ravel(),
+                         minlength=n_boot * n_people).reshape(n_boot, n_people)   # times each person was drawn
+    return counts[:, person].astype(np.float64)
+
+
+def _weighted_scores(t, p, w: np.ndarray, metric: str, num_classes: int | None) -> np.ndarray:
+    """The metric of each row of weights ``w`` ``(B, N)`` over the items (``t`` labels, ``p``
+    predictions; for ``"mean"``, ``p`` holds one value per item and ``t`` is ignored)."""
+    if metric == "mean":
+        return (w * p).sum(1) / w.sum(1)
     if metric == "accuracy":
-        values = (t[idx] == p[idx]).mean(1)
-    else:   # one confusion matrix per resample, from a single bincount
-        keys = (np.arange(n_boot)[:, None] * c * c + t[idx] * c + p[idx]).ravel()
-        cm = np.bincount(keys, minlength=n_boot * c * c).reshape(n_boot, c, c)
-        tp = np.diagonal(cm, axis1=1, axis2=2)
-        denom = cm.sum(1) + cm.sum(2)                     # 2·tp + fp + fn
-        values = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean(1)
+        return (w * (t == p)).sum(1) / w.sum(1)
+    c = int(num_classes or max(t.max(), p.max()) + 1)          # one weighted confusion matrix per row
+    keys = (np.arange(len(w))[:, None] * c * c + t * c + p).ravel()
+    cm = np.bincount(keys, weights=w.ravel(), minlength=len(w) * c * c).reshape(len(w), c, c)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    denom = cm.sum(1) + cm.sum(2)                              # 2·tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0).mean(1)
+
+
+def _resampling_inputs(name: str, y_true, preds: Sequence, metric: str, groups, level: float):
+    if metric not in METRICS:
+        raise ValueError(f"{name}: metric {metric!r} is not supported. Allowed: {', '.join(map(repr, METRICS))} "
+                         "('mean' averages one value per item, e.g. a retrieval hit)")
+    if not 0 < level < 1:
+        raise ValueError(f"{name}: level {level} must be between 0 and 1 (e.g. 0.95)")
+    kind = np.float64 if metric == "mean" else np.int64
+    ps = [_np(p).astype(kind).ravel() for p in preds]
+    t = ps[0] if metric == "mean" else _np(y_true).astype(np.int64).ravel()
+    n = len(ps[0])
+    if not n or any(len(p) != len(t) for p in ps):
+        raise ValueError(f"{name} needs one prediction per label for every model, at least one: got "
+                         f"{len(t)} labels and {[len(p) for p in ps]} predictions")
+    g = np.arange(n) if groups is None else _np(groups).ravel()
+    if len(g) != n:
+        raise ValueError(f"{name}: groups must give one person per item: got {len(g)} for {n} items")
+    return t, ps, g
+
+
+def bootstrap_ci(y_true, y_pred, metric: str = "f1_macro", num_classes: int | None = None,
+                 n_boot: int = 1000, level: float = 0.95, seed: int = 0, groups=None) -> tuple[float, float]:
+    """Percentile bootstrap interval of a test metric: ``n_boot`` resamples of the test set and
+    the metric (``"accuracy"`` or ``"f1_macro"``, as ``accuracy`` / ``macro_f1`` with
+    ``num_classes``; ``"mean"`` of per-item values in ``y_pred``) of each; returns the
+    ``(1 − level) / 2`` and ``(1 + level) / 2`` quantiles.
+
+    With ``groups`` (each item's person) the resamples draw people (``resample_people``);
+    without, items. It says how much the number would move with another test set of the same
+    kind — not with another seed or machine. Uses its own NumPy generator: torch's stream is
+    left alone."""
+    t, (p,), g = _resampling_inputs("bootstrap_ci", y_true, [y_pred], metric, groups, level)
+    values = _weighted_scores(t, p, resample_people(g, n_boot, seed), metric, num_classes)
     low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
 
 def score_intervals(y_true, y_pred, num_classes: int, level: float = 0.95, n_boot: int = 1000,
-                    seed: int = 0) -> dict[str, float]:
+                    seed: int = 0, groups=None) -> dict[str, float]:
     """``{"accuracy_low", "accuracy_high", "f1_macro_low", "f1_macro_high"}``: the
-    ``bootstrap_ci`` of both test metrics, as columns for a results table (the lab's bar charts
-    draw them as error bars)."""
+    ``bootstrap_ci`` of both test metrics (over the people in ``groups`` when given), as
+    columns for a results table (the lab's bar charts draw them as error bars)."""
     out = {}
     for metric in ("accuracy", "f1_macro"):
         out[f"{metric}_low"], out[f"{metric}_high"] = bootstrap_ci(y_true, y_pred, metric, num_classes, n_boot,
-                                                                   level, seed)
+                                                                   level, seed, groups)
     return out
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``a`` − ``b`` on one test set: the ``difference`` of the metric and its ``level`` interval
+    ``(low, high)`` from the same resamples for both models, over ``n_people`` resampled units
+    (``unit``: "people" or "images"). ``verdict``: ``"a"`` or ``"b"`` when the interval
+    excludes 0 (that model is ahead), ``"tie"`` when it does not."""
+
+    a: str
+    b: str
+    metric: str
+    difference: float
+    low: float
+    high: float
+    n_people: int
+    unit: str = "people"
+    level: float = 0.95
+
+    @property
+    def verdict(self) -> str:
+        return "a" if self.low > 0 else "b" if self.high < 0 else "tie"
+
+    @property
+    def apart(self) -> bool:
+        """The interval excludes 0: this test set tells the two apart."""
+        return self.verdict != "tie"
+
+    def sentence(self, scale: float = 100.0, units: str = "points") -> str:
+        """``a − b: +5.2 points (95 % CI +1.1 to +9.0 over 37 test people): this test set tells
+        them apart, a ahead`` — the words follow the interval."""
+        d, lo, hi = (scale * v for v in (self.difference, self.low, self.high))
+        words = (f"this test set tells them apart, {self.a if self.verdict == 'a' else self.b} ahead"
+                 if self.apart else "this test set cannot tell them apart")
+        return (f"{self.a} − {self.b}, {METRIC_NAMES.get(self.metric, self.metric)}: {d:+.1f} {units} "
+                f"({self.level:.0%} CI {lo:+.1f} to {hi:+.1f} over {self.n_people} test {self.unit}): {words}")
+
+
+METRIC_NAMES = {"accuracy": "test accuracy", "f1_macro": "test macro-F1", "mean": "mean per item"}
+
+
+def paired_difference(y_true, pred_a, pred_b, groups=None, metric: str = "f1_macro", num_classes: int | None = None,
+                      names: tuple[str, str] = ("A", "B"), n_boot: int = 2000, level: float = 0.95,
+                      seed: int = 0) -> PairedDifference:
+    """Model A against model B on the same test set, *paired*: the metric of A minus that of B
+    on each resample of the test set — the same resample for both — and the percentile interval
+    of that difference. ``groups`` (each item's person) resamples people (``resample_people``);
+    ``None``, items (a data set with no subject ids).
+
+    Paired, because both models meet the same hard and easy faces: most of the spread of either
+    score is shared, and only the difference's own spread matters. Two intervals that overlap
+    can still belong to a difference whose interval excludes 0.
+
+    Args:
+        y_true: ``(N,)`` labels (ignored for ``metric="mean"``).
+        pred_a, pred_b: ``(N,)`` predicted classes, or per-item values for ``"mean"``.
+        names: what to call A and B in the sentence.
+    """
+    t, (pa, pb), g = _resampling_inputs("paired_difference", y_true, [pred_a, pred_b], metric, groups, level)
+    everyone = np.ones((1, len(t)))
+    w = resample_people(g, n_boot, seed)
+    diffs = _weighted_scores(t, pa, w, metric, num_classes) - _weighted_scores(t, pb, w, metric, num_classes)
+    point = float((_weighted_scores(t, pa, everyone, metric, num_classes)
+                   - _weighted_scores(t, pb, everyone, metric, num_classes))[0])
+    low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    return PairedDifference(names[0], names[1], metric, point, float(low), float(high),
+                            int(len(np.unique(g))), "images" if groups is None else "people", level)
 
 
 def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) -> float:

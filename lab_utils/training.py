@@ -664,22 +664,25 @@ def get_optimizer_and_scheduler(model: nn.Module, learning_rate: float, warmup_s
 class Variant:
     """What ``train_variant`` returns: the trained ``model`` (best epoch restored), its
     ``history`` (``fit``'s DataFrame), the training ``seconds``, and with ``test=True`` its test
-    ``logits`` ``(N, C)`` and ``labels`` ``(N,)`` (on the CPU)."""
+    ``logits`` ``(N, C)``, ``labels`` ``(N,)`` (on the CPU) and the person of each test item
+    (``subjects`` ``(N,)``; ``None`` when the test set has no subject ids)."""
 
     model: nn.Module
     history: pd.DataFrame
     seconds: float
     logits: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    subjects: np.ndarray | None = None
 
     def scores(self, num_classes: int | None = None, intervals: bool = False) -> dict[str, float]:
         """``{"accuracy", "f1_macro"}`` on the test set; with ``intervals``, their 95 % bootstrap
-        intervals over the test examples too (``metrics.score_intervals``: ``accuracy_low``, …)."""
+        intervals over the test people too (``metrics.score_intervals``: ``accuracy_low``, …;
+        over the test images when the set has no subject ids)."""
         if self.logits is None:
             raise ValueError("this variant was not tested: train_variant(..., test=True) and a 'test' loader")
         pred, classes = self.logits.argmax(1), num_classes or self.logits.shape[1]
         out = {"accuracy": M.accuracy(self.labels, pred), "f1_macro": M.macro_f1(self.labels, pred, classes)}
-        return out | (M.score_intervals(self.labels, pred, classes) if intervals else {})
+        return out | (M.score_intervals(self.labels, pred, classes, groups=self.subjects) if intervals else {})
 
 
 def train_variant(model: nn.Module, loaders: Mapping[str, Iterable], step_fn: StepFn, *, epochs: int,
@@ -706,4 +709,13 @@ def train_variant(model: nn.Module, loaders: Mapping[str, Iterable], step_fn: St
     if not test:
         return Variant(model, history, seconds)
     logits, labels = predict(model, loaders["test"], step_fn, device)
-    return Variant(model, history, seconds, logits, labels)
+    return Variant(model, history, seconds, logits, labels, subjects_of(loaders["test"]))
+
+
+def subjects_of(loader: Iterable) -> np.ndarray | None:
+    """The person of each item of a test ``loader`` (in its order: test loaders do not shuffle);
+    ``None`` when its data set keeps no subject ids (``data.splits.people_of``)."""
+    from .data.splits import people_of
+
+    dataset = getattr(loader, "dataset", None)
+    return None if dataset is None else people_of(dataset)

@@ -77,6 +77,29 @@ def test_nbval_masks_the_measured_value_and_keeps_the_verdict(capsys, monkeypatc
     assert _sanitize(capsys.readouterr().out) != runs[0].splitlines()[0] + "\n"
 
 
+def test_a_comparison_is_worded_by_its_interval_and_nbval_compares_only_what_is_stable(capsys, tmp_path):
+    """Two machines that word one comparison differently (the interval touched 0 on one) give the
+    same sanitised line; another pair of models, metric or test set does not."""
+    from lab_utils.check import report_comparison
+    from lab_utils.metrics import PairedDifference
+
+    lines = []
+    for d, lo, hi in ((0.052, 0.011, 0.090), (-0.004, -0.031, 0.024)):
+        report_comparison(PairedDifference("late attention", "late prediction", "f1_macro", d, lo, hi, 37))
+        lines.append(capsys.readouterr().out)
+    assert lines[0] == ("⇄ late attention − late prediction, test macro-F1: +5.2 points (95% CI +1.1 to +9.0 over "
+                        "37 test people): this test set tells them apart, late attention ahead\n")
+    assert lines[1].endswith("cannot tell them apart\n")
+    assert _sanitize(lines[0]) == _sanitize(lines[1]) == (
+        "⇄ late attention − late prediction, test macro-F1: VALUE (95% CI over 37 test people): VERDICT\n")
+    report_comparison(PairedDifference("late attention", "late prediction", "f1_macro", 0.05, 0.01, 0.09, 36))
+    report_comparison(PairedDifference("late concat", "late prediction", "accuracy", 0.05, 0.01, 0.09, 37))
+    other = _sanitize(capsys.readouterr().out).splitlines()
+    assert other[0] != _sanitize(lines[0]).strip() and other[1] != _sanitize(lines[0]).strip()
+    record = json.loads((tmp_path / "outputs" / "test" / "comparisons.json").read_text())
+    assert [r["verdict"] for r in record] == ["a", "tie", "a", "a"] and record[0]["n"] == 37
+
+
 def _record(tmp_path):
     return json.loads((tmp_path / "outputs" / "test" / "outcome_checks.json").read_text())
 

@@ -232,3 +232,26 @@ def test_normalize_is_torchvisions_per_channel_and_one_number_when_uniform():
     assert normalize(torch.rand(2, 6, 4, 4), *NORMALIZATION["vit"]).shape == (2, 6, 4, 4)
     with pytest.raises(RuntimeError):
         normalize(x[:, :1].expand(2, 2, 8, 8), mean, std)           # 3 statistics, 2 channels
+
+
+def test_people_of_follows_subsets_and_counts_an_unknown_subject_as_a_person_of_its_own():
+    """The person ids a people bootstrap resamples: read from ``.subjects`` through Subsets (nothing
+    rendered); an item with subject -1 (no id in its file name) is nobody else's; a data set with no
+    subject ids at all gives None (items are then resampled one by one)."""
+    import numpy as np
+    from torch.utils.data import Subset
+    from lab_utils.data.splits import people_of
+
+    class Faces:
+        subjects = np.array([3, 3, -1, 5, -1, 5])
+    got = people_of(Subset(Subset(Faces(), [0, 1, 2, 3, 4, 5]), [4, 2, 0, 1]))
+    assert got[2] == got[3] == 3 and len({got[0], got[1], 3}) == 3
+    assert people_of(Faces()).tolist()[:2] == [3, 3]
+
+    class NoIds:
+        pass
+    assert people_of(NoIds()) is None
+
+    class AllUnknown:
+        subjects = np.array([-1, -1])
+    assert people_of(AllUnknown()) is None

@@ -73,6 +73,84 @@ def test_bootstrap_ci_matches_scikit_learn_on_the_same_resamples_and_leaves_torc
     assert low < macro_f1(t, p, 7) < high
 
 
+def _clustered_test_set(n_people=30, faces=14, seed=0):
+    """Labels, two models' predictions and the person of each face, where how well a model does
+    depends mostly on the person (as on real test sets: some people are harder to read)."""
+    rng = np.random.default_rng(seed)
+    people = np.repeat(np.arange(n_people), faces)
+    t = rng.integers(0, 7, len(people))
+    skill = rng.uniform(0.1, 0.95, n_people)[people]                  # per person, shared by both models
+    right_a = rng.random(len(t)) < skill
+    right_b = right_a & (rng.random(len(t)) > 0.08)                    # B: A, with a few more mistakes
+    wrong = (t + rng.integers(1, 7, len(t))) % 7
+    return t, np.where(right_a, t, wrong), np.where(right_b, t, wrong), people
+
+
+def test_paired_difference_matches_scikit_learn_on_the_same_resamples_of_people():
+    """The independent reference: draw people as the helper does (seed 4), build each resample as
+    the concatenation of the drawn people's faces, score both models with scikit-learn, subtract."""
+    from sklearn.metrics import f1_score
+    t, a, b, people = _clustered_test_set()
+    draws = np.random.default_rng(4).integers(0, 30, size=(300, 30))
+    diffs = []
+    for d in draws:
+        idx = np.concatenate([np.flatnonzero(people == k) for k in d])
+        diffs.append(f1_score(t[idx], a[idx], average="macro", labels=list(range(7)), zero_division=0)
+                     - f1_score(t[idx], b[idx], average="macro", labels=list(range(7)), zero_division=0))
+    r = M.paired_difference(t, a, b, groups=people, num_classes=7, names=("A", "B"), n_boot=300, seed=4)
+    assert (r.low, r.high) == pytest.approx(tuple(np.quantile(diffs, [0.025, 0.975])), abs=1e-12)
+    assert r.difference == pytest.approx(macro_f1(t, a, 7) - macro_f1(t, b, 7), abs=1e-12)
+    assert r.n_people == 30 and r.unit == "people"
+    acc = M.paired_difference(t, a, b, groups=people, metric="accuracy", n_boot=300, seed=4)
+    ref = [(t[i] == a[i]).mean() - (t[i] == b[i]).mean()
+           for i in (np.concatenate([np.flatnonzero(people == k) for k in d]) for d in draws)]
+    assert (acc.low, acc.high) == pytest.approx(tuple(np.quantile(ref, [0.025, 0.975])), abs=1e-12)
+
+
+def test_resampling_faces_as_if_independent_gives_too_narrow_an_interval():
+    """The bug this guards: an i.i.d. bootstrap over the faces of 30 people. Its interval of one
+    model's accuracy is far narrower than the one over people, which is what another test set of
+    other people would show (here: the spread of accuracies over many fresh sets of 30 people)."""
+    t, a, _, people = _clustered_test_set(seed=1)
+    over_people = np.diff(M.bootstrap_ci(t, a, "accuracy", groups=people, n_boot=1000))[0]
+    over_faces = np.diff(M.bootstrap_ci(t, a, "accuracy", n_boot=1000))[0]
+    fresh = [(lambda t, a, _b, _p: (t == a).mean())(*_clustered_test_set(seed=s)) for s in range(2, 202)]
+    true_width = np.diff(np.quantile(fresh, [0.025, 0.975]))[0]
+    assert over_faces < 0.6 * over_people
+    assert 0.6 * true_width < over_people < 1.6 * true_width
+
+
+def test_a_paired_difference_tells_apart_what_two_overlapping_intervals_cannot():
+    """B is A with a few more mistakes: their own intervals overlap widely, so reading them side by
+    side says "tie"; the paired interval excludes 0, and the sentence says which one is ahead."""
+    t, a, b, people = _clustered_test_set()
+    ia = M.bootstrap_ci(t, a, groups=people, num_classes=7)
+    ib = M.bootstrap_ci(t, b, groups=people, num_classes=7)
+    assert ia[0] < ib[1]                                                  # unpaired intervals overlap
+    r = M.paired_difference(t, a, b, groups=people, num_classes=7, names=("late attention", "late concat"))
+    assert r.low > 0 and r.verdict == "a" and r.apart
+    assert r.sentence().endswith("this test set tells them apart, late attention ahead")
+    assert r.sentence().startswith("late attention − late concat, test macro-F1: +")
+    assert "over 30 test people" in r.sentence()
+    swapped = M.paired_difference(t, b, a, groups=people, num_classes=7, names=("late concat", "late attention"))
+    assert swapped.verdict == "b" and swapped.sentence().endswith("late attention ahead")
+    same = M.paired_difference(t, a, a.copy(), groups=people, names=("A", "A again"))
+    assert same.verdict == "tie" and same.sentence().endswith("cannot tell them apart")
+
+
+def test_paired_difference_of_per_item_values_and_its_refusals():
+    hits_a = np.array([1, 1, 0, 1, 1, 0, 1, 1], float)
+    hits_b = np.array([0, 1, 0, 0, 1, 0, 1, 0], float)
+    r = M.paired_difference(None, hits_a, hits_b, metric="mean", n_boot=200)
+    assert r.difference == pytest.approx(hits_a.mean() - hits_b.mean()) and r.unit == "images" and r.n_people == 8
+    with pytest.raises(ValueError, match="at least 2 people"):
+        M.paired_difference([0, 1], [0, 1], [1, 0], groups=[7, 7])
+    with pytest.raises(ValueError, match="one person per item"):
+        M.paired_difference([0, 1], [0, 1], [1, 0], groups=[7, 8, 9])
+    with pytest.raises(ValueError, match=r"got 2 labels and \[2, 3\] predictions"):
+        M.paired_difference([0, 1], [0, 1], [1, 0, 1])
+
+
 @pytest.mark.parametrize("kwargs, message", [({"metric": "auc"}, "Allowed: 'accuracy', 'f1_macro'"),
                                              ({"level": 95}, "between 0 and 1")])
 def test_bootstrap_ci_refuses_what_it_cannot_compute(kwargs, message):

@@ -398,6 +398,34 @@ def test_train_variant_is_fit_plus_predict_with_the_lab_optimizer():
         untested.scores()
 
 
+def test_a_tested_variant_knows_its_test_people_and_its_intervals_resample_them():
+    """A test set whose items carry subject ids (8 people × 8 items): the variant keeps them in the
+    test loader's order, and its score intervals are those of a bootstrap over the 8 people, not the
+    64 items; a test set with no subject ids falls back to the items."""
+    from torch.utils.data import Subset
+    from lab_utils.metrics import score_intervals
+    from lab_utils.training import train_variant
+
+    class PeopleBlobs(TensorDataset):
+        def __init__(self):
+            x, _ = blobs(64, seed=9).tensors
+            super().__init__(x, torch.randint(0, 2, (64,), generator=torch.Generator().manual_seed(1)))  # a hard test
+            self.subjects = torch.arange(64).div(8, rounding_mode="floor").numpy()
+    test_set = Subset(PeopleBlobs(), list(range(63, -1, -1)))
+    train, val = loaders()
+    run = train_variant(mlp(), {"train": train, "val": val, "test": DataLoader(test_set, batch_size=16)},
+                        classification_step(), epochs=1, learning_rate=0.05, backbone_lr_scale=1.0)
+    assert run.subjects.tolist() == [i // 8 for i in range(63, -1, -1)]
+    got = run.scores(intervals=True)
+    pred = run.logits.argmax(1)
+    assert got["accuracy_low"] == score_intervals(run.labels, pred, 2, groups=run.subjects)["accuracy_low"]
+    assert (got["f1_macro_low"], got["f1_macro_high"]) != tuple(score_intervals(run.labels, pred, 2)[k]
+                                                                for k in ("f1_macro_low", "f1_macro_high"))
+    plain = train_variant(mlp(), {"train": train, "val": val, "test": DataLoader(blobs(64, 9), batch_size=16)},
+                          classification_step(), epochs=1, learning_rate=0.05, backbone_lr_scale=1.0)
+    assert plain.subjects is None
+
+
 def _count_host_syncs(monkeypatch) -> list[tuple[str, str, int]]:
     """Record every item() / tolist() / float() / int() / bool() on a tensor made by the lab's own
     code (the caller's file is in lab_utils/): each is a host–device sync on a GPU."""

@@ -14,7 +14,7 @@ from .synthetic import (EMOTIONS, HAIR_COLORS, ITEMS_PER_SUBJECT, MAX_RENDER_SIZ
                         thermal_to_celsius)
 from .captions import EXPRESSION_WORDS, SynthFaceCaptions, make_captions, position_words  # noqa: F401
 from .splits import (LabeledSubset, assert_no_subject_leakage, check_subject_leakage,  # noqa: F401
-                     get_labels, get_subjects, subject_split)
+                     get_labels, get_subjects, people_of, subject_split)
 from .transforms import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATION,  # noqa: F401
                          PairedRandomHorizontalFlip, PairedTransform, ToThreeChannels,
                          get_paired_transforms, get_transforms, paired_hflip_batch)
@@ -26,7 +26,7 @@ __all__ = [
     "SKIN_TONES", "HAIR_COLORS", "SynthFER", "SynthFaceCaptions", "generate_faces", "render_batch",
     "sample_attributes", "celsius_to_unit", "thermal_to_celsius", "EXPRESSION_WORDS", "make_captions",
     "position_words", "LabeledSubset", "subject_split", "check_subject_leakage", "assert_no_subject_leakage",
-    "get_labels", "get_subjects", "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD", "NORMALIZATION",
+    "get_labels", "get_subjects", "people_of", "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD", "NORMALIZATION",
     "ToThreeChannels", "PairedRandomHorizontalFlip", "PairedTransform", "paired_hflip_batch",
     "get_transforms", "get_paired_transforms", "FER2013", "PairedRGBT", "CaptionDataset", "class_index",
     "parse_subject", "load_fer2013", "load_paired_rgbt", "load_captions", "MAX_RENDER_SIZE", "render_size",

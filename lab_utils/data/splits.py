@@ -51,6 +51,25 @@ def get_subjects(dataset: Dataset) -> np.ndarray:
     return _per_item(dataset, "subjects", "subject")
 
 
+def people_of(dataset: Dataset) -> np.ndarray | None:
+    """The person of every item, for resampling test people (``metrics.resample_people``): the
+    ``.subjects`` array (Subsets followed; nothing is read or rendered), an item with an unknown
+    subject (``-1``) counted as a person of its own; ``None`` when the data set keeps no subject
+    ids at all (FER2013) — then its items are resampled one by one."""
+    if isinstance(dataset, Subset):
+        inner = people_of(dataset.dataset)
+        return None if inner is None else inner[np.asarray(dataset.indices, dtype=np.int64)]
+    subjects = getattr(dataset, "subjects", None)
+    if subjects is None:
+        return None
+    subjects = np.asarray(subjects, dtype=np.int64).copy()
+    unknown = subjects < 0
+    if unknown.all():
+        return None
+    subjects[unknown] = subjects.max() + 1 + np.arange(int(unknown.sum()))
+    return subjects
+
+
 def get_labels(dataset: Dataset) -> np.ndarray:
     """Label of every item: ``dataset.labels`` if present, else each item's ``"label"``."""
     return _per_item(dataset, "labels", "label")
