@@ -186,6 +186,28 @@ DERIVED: dict[str, dict[str, Callable[[dict], float]]] = {
 }
 
 
+def provenance() -> dict[str, str]:
+    """What the runs were measured with: the commit of this repository (``+changes`` when the
+    working tree differs from it) and the date (UTC)."""
+    import datetime
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/*.json")
+    return {"commit": commit + ("+changes" if changed else ""),
+            "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
+
+
+def config_of(clone: Path, notebook: str) -> str:
+    """The fingerprint of ``notebook``'s config in ``clone`` as the quick profile loads it
+    (``lab_utils.config.config_fingerprint``: every key but the seed)."""
+    from lab_utils.config import config_fingerprint, load_config
+
+    return config_fingerprint(load_config(clone / "configs" / NOTEBOOKS[notebook][0], profile="quick"))
+
+
 def _environment(machine: str, clone: Path) -> dict[str, str]:
     """The process environment of a run in ``clone`` on ``machine``: the quick profile, offline,
     outcome checks warning (every claim recorded), and the machine's variables."""
@@ -206,6 +228,7 @@ def _execute(clone: Path, machine: str, notebooks: list[str], timeout: int) -> l
     rows += [{"notebook": n, "status": "no summary", "metrics": {}} for n in notebooks[len(rows):]]
     for row in rows:
         row.setdefault("outcome_checks", [])
+        row.setdefault("comparisons", [])
     return rows
 
 
@@ -220,7 +243,8 @@ def prepare_machine(machine: str, workdir: Path, timeout: int) -> tuple[Path, di
     rows = _execute(clone, machine, [PREPARE, "04_vit_fer_finetuning"], timeout)
     from lab_utils.config import _read_yaml
     seed = int(_read_yaml(clone / "configs" / NOTEBOOKS[PREPARE][0]).get("seed", 0))
-    row = {**rows[0], "notebook": PREPARE, "seed": seed, "machine": machine}
+    row = {**rows[0], "notebook": PREPARE, "seed": seed, "machine": machine, "config": config_of(clone, PREPARE),
+           **provenance()}
     print(f"  {machine}: checkpoints made (notebook 02 {rows[0]['status']} in {rows[0].get('seconds', 0):.0f} s, "
           f"04 {rows[1]['status']})", flush=True)
     return clone / "checkpoints", row
@@ -241,7 +265,8 @@ def run_one(notebook: str, seed_offset: int, machine: str, workdir: Path, timeou
     from lab_utils.config import _read_yaml   # the config's own seed, before the edit
     seed = int(_read_yaml(clone / "configs" / config)["seed"]) + seed_offset
     set_config_value(clone / "configs" / config, "seed", seed)
-    row = {**_execute(clone, machine, [notebook], timeout)[0], "notebook": notebook, "seed": seed, "machine": machine}
+    row = {**_execute(clone, machine, [notebook], timeout)[0], "notebook": notebook, "seed": seed, "machine": machine,
+           "config": config_of(clone, notebook), **provenance()}
     shutil.rmtree(clone, ignore_errors=True)
     print(f"  {notebook} seed {seed} on {machine}: {row['status']} in {row.get('seconds', 0):.0f} s", flush=True)
     return row
@@ -258,6 +283,30 @@ def _claims(notebook: str, run: dict) -> list[tuple[str, str, bool]]:
             out.append((text, source, bool(test(run["metrics"]))))
         except KeyError:
             pass   # a metric this run did not log (an older notebook)
+    return out
+
+
+def comparison_table(runs: list[dict], machines: list[str]) -> list[str]:
+    """How often each comparison the notebook printed (``⇄`` lines, ``comparisons.json``) came out
+    each way over the runs: A ahead / cannot tell / B ahead, overall and per machine, and the
+    difference's mean ± std (points)."""
+    per: dict[tuple[str, str, str], list[tuple[str, str, float]]] = {}
+    for r in runs:
+        for c in r.get("comparisons") or []:
+            per.setdefault((c["a"], c["b"], c["metric"]), []).append(
+                (r.get("machine", "default"), c["verdict"], 100 * c["difference"]))
+    if not per:
+        return []
+    out = ["| A − B | metric | A ahead | cannot tell | B ahead | difference (points): mean ± std | "
+           + " | ".join(f"{m}: A / tie / B" for m in machines) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(machines)]
+    for (a, b, metric), got in per.items():
+        def counts(rows): return [sum(v == k for _, v, _ in rows) for k in ("a", "tie", "b")]
+        n = len(got)
+        total = counts(got)
+        cells = " | ".join("/".join(map(str, counts([g for g in got if g[0] == m]))) for m in machines)
+        out.append(f"| {a} − {b} | {metric} | {total[0]}/{n} | {total[1]}/{n} | {total[2]}/{n} | "
+                   f"{_mean_std([d for _, _, d in got], 1)} | {cells} |")
     return out
 
 
@@ -299,8 +348,11 @@ def summarise(runs: list[dict]) -> str:
             continue
         by_machine = {m: [r for r in ok if r.get("machine", "default") == m] for m in machines}
         seeds = sorted({r["seed"] for r in rows})
+        made = {k: sorted({str(r.get(k, "not recorded")) for r in rows}) for k in ("commit", "measured", "config")}
         out += [f"### {notebook} — {len(ok)} of {len(rows)} runs completed "
                 f"(seeds {seeds[0]}–{seeds[-1]} × machines {', '.join(machines)})", "",
+                f"Measured at commit {', '.join(made['commit'])} on {', '.join(made['measured'])}, "
+                f"config fingerprint {', '.join(made['config'])}.", "",
                 "| claim | source | held | share | " + " | ".join(machines) + " |",
                 "|---|---|---|---|" + "---|" * len(machines)]
         claims: dict[tuple[str, str], dict[str, list[bool]]] = {}
@@ -313,6 +365,9 @@ def summarise(runs: list[dict]) -> str:
             flag = " ✗" if share < BAR and source != "measured" else ""
             cells = " | ".join(f"{sum(per[m])}/{len(per[m])}" if m in per else "–" for m in machines)
             out.append(f"| {claim} | {source} | {sum(held)}/{len(held)} | {share:.0%}{flag} | {cells} |")
+        verdicts = comparison_table(ok, machines)
+        if verdicts:
+            out += ["", "How each comparison the run printed came out (its ⇄ line's verdict):", ""] + verdicts
         keys = list(metrics) + [k for k in sorted({k for r in ok for k in r["metrics"]})
                                 if k not in metrics and not _wall_clock(k)]
         keys += list(DERIVED.get(notebook, {}))

@@ -25,7 +25,7 @@ from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-from lab_utils.check import OUTCOME_RECORD
+from lab_utils.check import COMPARISON_RECORD, OUTCOME_RECORD
 from lab_utils.paths import outputs_dir, repo_root
 
 
@@ -96,7 +96,8 @@ def _cell_timeout(cell: nbformat.NotebookNode, timeout: int) -> int:
 
 
 def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
-    """Execute one notebook; returns ``{notebook, status, seconds, peak_rss_mb, error, metrics}``.
+    """Execute one notebook; returns ``{notebook, status, seconds, peak_rss_mb, error, metrics,
+    outcome_checks, comparisons}`` (the last two: what ``lab_utils.check`` recorded in this run).
 
     ``peak_rss_mb`` is the kernel's peak resident memory, read after every cell (the
     kernel's ``VmHWM`` on Linux; ``None`` elsewhere)."""
@@ -104,7 +105,8 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     out_dir = outputs_dir(name)
     metrics_file = out_dir / "metrics.json"
     outcome_file = out_dir / OUTCOME_RECORD
-    for stale in (metrics_file, outcome_file):
+    comparison_file = out_dir / COMPARISON_RECORD
+    for stale in (metrics_file, outcome_file, comparison_file):
         if stale.exists():
             stale.unlink()  # only this run's numbers (and reported outcome checks) count
     nb = nbformat.read(path, as_version=4)
@@ -141,9 +143,10 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     nbformat.write(nb, path if (inplace and status == "ok") else out_dir / path.name)
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     outcomes = json.loads(outcome_file.read_text()) if outcome_file.exists() else []
+    comparisons = json.loads(comparison_file.read_text()) if comparison_file.exists() else []
     return {"notebook": name, "status": status, "seconds": round(seconds, 1),
             "peak_rss_mb": round(peak["mb"]) if peak["mb"] else None, "slowest_cell": slowest if slowest["cell"] >= 0 else None,
-            "error": error, "metrics": metrics, "outcome_checks": outcomes}
+            "error": error, "metrics": metrics, "outcome_checks": outcomes, "comparisons": comparisons}
 
 
 def _outcomes(result: dict) -> str:

@@ -326,6 +326,17 @@ def config_family(data: Mapping, source: str = "config") -> str:
     raise AssertionError("unreachable: a config that validates fits its family")
 
 
+def config_fingerprint(cfg: Mapping) -> str:
+    """Twelve hex digits that name a loaded config's experiment: a hash of every key and value
+    but ``seed`` (a benchmark runs one config over many seeds). Two runs with the same
+    fingerprint trained the same things the same way; a benchmark's rows stand for a notebook
+    only while its config still has the fingerprint they were measured with."""
+    import hashlib
+
+    body = {k: v for k, v in cfg.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def load_config(path: str | os.PathLike, profile: str | None = None,
                 schema: Mapping | None = None, family: str | None = None) -> Config:
     """Load and validate a YAML config; returns a ``Config`` (dict with attribute access).

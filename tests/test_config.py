@@ -236,3 +236,19 @@ def test_metric_key_spells_one_convention():
     assert metric_key("early add", "points lost", "RGB hidden") == "early_add_points_lost_rgb_hidden"
     assert metric_key("neighbours", "expression", "CLIP") == "neighbours_expression_clip"
     assert metric_key("f1", "ViT") == "f1_vit"
+
+
+def test_config_fingerprint_names_the_experiment_whatever_the_seed():
+    """A benchmark's rows stand for a config while its fingerprint is unchanged: another seed keeps
+    it; any other value (a learning rate one digit apart, a nested key) changes it."""
+    from pathlib import Path
+    from lab_utils.config import config_fingerprint, load_config
+
+    fusion = Path(__file__).resolve().parents[1] / "configs" / "fusion.yml"
+    cfg = load_config(fusion, profile="quick")
+    base = config_fingerprint(cfg)
+    assert len(base) == 12 and base == config_fingerprint(load_config(fusion, profile="quick"))
+    assert config_fingerprint({**cfg, "seed": cfg["seed"] + 1}) == base
+    lr = cfg["train"]["learning_rate"]
+    assert config_fingerprint({**cfg, "train": {**cfg["train"], "learning_rate": lr * 1.0001}}) != base
+    assert config_fingerprint(load_config(fusion, profile="full")) != base

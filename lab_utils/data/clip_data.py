@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import torch
 
 from ..paths import data_dir, rel
@@ -108,7 +109,9 @@ class CaptionData:
     [0, 1] floats at its own resolution on its device (``to_pixels``); ``captions[i]`` the
     captions of image i; ``caption_ids[i]`` their rows in ``cache.features`` (training data
     only: held-out captions are encoded when first used); ``labels`` (N,) emotion ids, -1
-    where the images have none (photos of a caption data set); ``source`` in words.
+    where the images have none (photos of a caption data set); ``source`` in words;
+    ``subjects`` (N,) the person each synthetic face shows, for intervals that resample test
+    people (``metrics.paired_difference(groups=...)``), ``None`` for photos (resample images).
     """
 
     images: torch.Tensor
@@ -117,6 +120,7 @@ class CaptionData:
     labels: torch.Tensor
     cache: TextEmbeddingCache
     source: str = "synthetic face captions"
+    subjects: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -249,7 +253,8 @@ def prepare_clip_data(text_encoder: CLIPTextEncoder, num_train: int, num_test: i
         if encode:
             rows = cache.add([c for cs in captions for c in cs])
             ids = list(rows.split([len(cs) for cs in captions]))
-        out.append(CaptionData(t["image"], captions, ids, t["label"].long(), cache))
+        out.append(CaptionData(t["image"], captions, ids, t["label"].long(), cache,
+                               subjects=np.asarray(ds.subjects, dtype=np.int64)))
     return out[0], out[1]
 
 
@@ -265,8 +270,8 @@ def caption_data_for(text_encoder: CLIPTextEncoder, train: CaptionData,
     cache = TextEmbeddingCache(text_encoder)
     rows = cache.add([c for cs in train.captions for c in cs])
     ids = list(rows.split([len(cs) for cs in train.captions]))
-    return (CaptionData(train.images, train.captions, ids, train.labels, cache, train.source),
-            CaptionData(test.images, test.captions, [], test.labels, cache, test.source))
+    return (CaptionData(train.images, train.captions, ids, train.labels, cache, train.source, train.subjects),
+            CaptionData(test.images, test.captions, [], test.labels, cache, test.source, test.subjects))
 
 
 # ─────────────────────────────────────────────────────────────────────────────
@@ -276,12 +281,14 @@ def caption_data_for(text_encoder: CLIPTextEncoder, train: CaptionData,
 class LabelledFaces:
     """Faces with emotion labels, for zero-shot emotion recognition: ``images`` (N, 3, h, w)
     uint8, ``labels`` (N,) in ``EMOTIONS`` order, ``source`` says which faces in words,
-    ``synthetic`` whether they are the synthetic faces (else photos: FER2013)."""
+    ``synthetic`` whether they are the synthetic faces (else photos: FER2013), ``subjects``
+    (N,) each face's person where known (synthetic faces), else ``None`` (FER2013 keeps none)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     source: str
     synthetic: bool
+    subjects: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -310,11 +317,13 @@ def zero_shot_faces(test: CaptionData, image_size: int, num_faces: int | None = 
             return LabelledFaces(gray[:, None].repeat(1, 3, 1, 1), torch.from_numpy(fer.labels),
                                  f"FER2013's test faces ({rel(folder)}, {split}, 48 px gray)", synthetic=False)
     if len(test) and bool((test.labels >= 0).all()):
-        return LabelledFaces(test.images, test.labels, "the held-out synthetic faces", synthetic=True)
+        return LabelledFaces(test.images, test.labels, "the held-out synthetic faces", synthetic=True,
+                             subjects=test.subjects)
     n = num_faces or len(test)
     faces = SynthFER(n, render_size(image_size), seed=seed + 20_011).tensors(torch.uint8)
     return LabelledFaces(faces["rgb"], faces["label"],
-                         "synthetic faces (no FER2013 under data/fer2013; see data/README.md)", synthetic=True)
+                         "synthetic faces (no FER2013 under data/fer2013; see data/README.md)", synthetic=True,
+                         subjects=faces["subject"].numpy())
 
 
 # ─────────────────────────────────────────────────────────────────────────────

@@ -17,21 +17,26 @@ class CachedHybridDataset(torch.utils.data.Dataset):
             ``flip=True`` each item is mirrored with probability 1/2 — the image flipped on
             the fly and the matching cached CLIP embedding picked — so the augmentation
             stays consistent across the two branches.
+        subjects: ``(N,)`` the person of each item, or ``None``: kept as ``.subjects`` so that a
+            test set's intervals and paired comparisons resample people
+            (``data.splits.people_of``); not part of the items.
 
     Items: ``{"image", "clip_embeds", "label"}`` (for ``hybrid_step``).
     """
 
     def __init__(self, images: torch.Tensor, clip_embeds: torch.Tensor, labels: torch.Tensor,
-                 clip_embeds_flipped: torch.Tensor | None = None, flip: bool = False):
+                 clip_embeds_flipped: torch.Tensor | None = None, flip: bool = False,
+                 subjects: torch.Tensor | None = None):
         n = len(labels)
         for name, t in (("images", images), ("clip_embeds", clip_embeds),
-                        ("clip_embeds_flipped", clip_embeds_flipped)):
+                        ("clip_embeds_flipped", clip_embeds_flipped), ("subjects", subjects)):
             if t is not None and len(t) != n:
                 raise ValueError(f"{name} has {len(t)} rows for {n} labels")
         if flip and clip_embeds_flipped is None:
             raise ValueError("flip=True needs clip_embeds_flipped (the embeddings of the mirrored images)")
         self.images, self.emb, self.emb_flip = images, clip_embeds, clip_embeds_flipped
         self.labels, self.flip = torch.as_tensor(labels), flip
+        self.subjects = None if subjects is None else torch.as_tensor(subjects).numpy()
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -4,6 +4,7 @@
 * ``plot_results``          — accuracy / macro-F1, trainable parameters and time per model
 * ``plot_tsne``             — t-SNE maps of several feature sets, coloured by class
 * ``plot_branch_attention`` — attention fusion: weight on each branch, per class
+* ``plot_branch_gradients`` — modality imbalance over training: the ViT's gradient, CLIP / ViT share
 
 Each returns its ``Figure`` and saves it under ``outputs/<notebook>/``.
 """
@@ -144,3 +145,31 @@ def plot_branch_attention(per_class: pd.DataFrame, name: str = "attention_per_cl
     return plot_shares_per_class(per_class, title, name,
                                  xlabel="mean attention weight (fraction; heads and both query tokens averaged)",
                                  legend_suffix=" token")
+
+
+def plot_branch_gradients(per_epoch: Mapping[str, pd.DataFrame], name: str = "branch_gradients",
+                          title: str = "Modality imbalance, measured while training") -> plt.Figure:
+    """Two panels over the epochs, one line per model (``per_epoch``: model name →
+    ``BranchMonitor.per_epoch()``): left, the gradient reaching the ViT's [CLS] feature per image
+    (``vit_grad``, log scale); right, OGM-GE's ratio of the CLIP branch's contribution to the
+    ViT's (``clip_over_vit``, concat models only; 1 = balanced)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for label, table in per_epoch.items():
+        if table["vit_grad"].notna().any():
+            axes[0].plot(table.index, table["vit_grad"], marker="o", ms=3, label=label)
+        if table["clip_over_vit"].notna().any():
+            axes[1].plot(table.index, table["clip_over_vit"], marker="o", ms=3, label=label)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("‖∂ loss / ∂ ViT [CLS]‖ per image (log scale)")
+    axes[0].set_title("gradient reaching the ViT branch")
+    axes[1].axhline(1.0, ls="--", color="gray", lw=1, label="balanced (1)")
+    axes[1].set_ylabel("CLIP contribution / ViT contribution")
+    axes[1].set_title("imbalance ratio (OGM-GE), concat fusion")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, name)
+    return fig
